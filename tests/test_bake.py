@@ -1,0 +1,236 @@
+"""The bake: official-format checkpoint → strict MidasNet_small → verified ONNX + manifest (real torch, real ORT)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from handler import contract
+from scripts import bake_weights, make_test_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bake(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bake_weights.py"), *args], capture_output=True, text=True
+    )
+
+
+def test_manifest_records_what_was_baked(baked_model_dir, checkpoint_path):
+    manifest = json.loads((baked_model_dir / "manifest.json").read_text())
+    assert manifest["model"] == "MiDaS_small"
+    assert manifest["source"] == str(checkpoint_path)
+    assert manifest["checkpoint_sha256"] == bake_weights.sha256_file(checkpoint_path)
+    assert manifest["onnx_sha256"] == bake_weights.sha256_file(baked_model_dir / "model.onnx")
+    assert manifest["opset"] >= 17
+    assert manifest["preprocessing"] == contract.preprocessing()
+    assert manifest["preprocessing"]["net_size"] == 256 and manifest["preprocessing"]["multiple_of"] == 32
+    assert manifest["preprocessing"]["resize_method"] == "upper_bound"
+    assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "geffnet"}
+    parity = manifest["parity"]
+    assert [tuple(p["shape"]) for p in parity["inputs"]] == list(bake_weights.VERIFY_SHAPES)
+    assert 0 < parity["max_rel_error"] <= parity["tolerance"] <= 1e-3
+    assert sorted(p.name for p in baked_model_dir.iterdir()) == ["manifest.json", "model.onnx"]
+
+
+@pytest.mark.parametrize("shape", [(96, 128), (320, 224)])
+def test_onnx_matches_torch_on_shapes_the_bake_did_not_check(baked_model_dir, torch_model, shape):
+    x = np.random.default_rng(7).uniform(-2.1, 2.6, size=(1, 3, *shape)).astype(np.float32)
+    session = ort.InferenceSession(str(baked_model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(None, {"image": x})
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(x)).numpy()
+    assert actual.shape == expected.shape == (1, *shape)
+    assert np.ptp(expected) > 0  # a map, not a constant
+    assert np.max(np.abs(actual - expected)) <= 1e-3 * np.ptp(expected)
+
+
+def test_wrapped_checkpoint_bakes_to_the_same_bytes(tmp_path, baked_model_dir):
+    """Upstream also saves {"model": state_dict, "optimizer": ...}; same weights → same model.onnx bytes."""
+    wrapped = make_test_checkpoint.write_checkpoint(tmp_path / "wrapped.pt", seed=0, wrapped=True)
+    manifest = bake_weights.bake(wrapped, str(wrapped), tmp_path / "model")
+    assert (tmp_path / "model" / "model.onnx").read_bytes() == (baked_model_dir / "model.onnx").read_bytes()
+    assert manifest["onnx_sha256"] == json.loads((baked_model_dir / "manifest.json").read_text())["onnx_sha256"]
+
+
+def test_cli_bake_with_pinned_sha256_replaces_an_existing_output(tmp_path, checkpoint_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older bake")
+    digest = bake_weights.sha256_file(checkpoint_path)
+    result = run_bake("--checkpoint", str(checkpoint_path), "--sha256", digest.upper(), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
+    assert digest in result.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or backup directories left
+
+
+# ------------------------------------------------------------------------------------------ failures
+
+
+def _bad_checkpoint(tmp_path: Path, mutate) -> Path:
+    state = make_test_checkpoint.make_state_dict(seed=1)
+    mutate(state)
+    path = tmp_path / "bad.pt"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda s: s.pop("scratch.output_conv.4.bias"), "missing 1 keys (scratch.output_conv.4.bias)"),
+        (lambda s: s.update({"scratch.extra.weight": torch.zeros(1)}), "unexpected 1 keys (scratch.extra.weight)"),
+        (
+            lambda s: s.update({"scratch.layer1_rn.weight": torch.zeros(64, 32, 1, 1)}),
+            "scratch.layer1_rn.weight (64, 32, 1, 1) != (64, 32, 3, 3)",
+        ),
+    ],
+    ids=["missing-key", "extra-key", "wrong-shape"],
+)
+def test_strict_load_failures_name_the_keys(tmp_path, mutate, expected, capsys):
+    path = _bad_checkpoint(tmp_path, mutate)
+    out = tmp_path / "model"
+    assert bake_weights.main(["--checkpoint", str(path), "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bake_weights: error: checkpoint does not match MidasNet_small")
+    assert expected in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_wrong_sha256_names_both_digests(tmp_path, checkpoint_path, capsys):
+    wrong = "0" * 64
+    out = tmp_path / "model"
+    assert bake_weights.main(["--checkpoint", str(checkpoint_path), "--sha256", wrong, "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert wrong in err and bake_weights.sha256_file(checkpoint_path) in err
+    assert not out.exists()
+
+
+def test_garbage_file_is_not_a_checkpoint(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"<html>rate limited</html>" * 40)
+    result = run_bake("--checkpoint", str(garbage), "--output", str(tmp_path / "model"))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "not a PyTorch checkpoint" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "model").exists()
+
+
+def test_checkpoint_of_the_wrong_kind(tmp_path, capsys):
+    path = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path)
+    assert bake_weights.main(["--checkpoint", str(path), "--output", str(tmp_path / "model")]) == 1
+    assert "holds no state dict of tensors" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_file(tmp_path, capsys):
+    assert bake_weights.main(["--checkpoint", str(tmp_path / "nope.pt"), "--output", str(tmp_path / "m")]) == 1
+    assert f"checkpoint not found: {tmp_path / 'nope.pt'}" in capsys.readouterr().err
+
+
+def test_bad_sha256_argument_is_a_usage_error(tmp_path):
+    result = run_bake("--sha256", "abc", "--output", str(tmp_path / "m"))
+    assert result.returncode == 2 and "64 hex digits" in result.stderr
+
+
+def test_unwritable_output(tmp_path, checkpoint_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    out = blocker / "model"
+    assert bake_weights.main(["--checkpoint", str(checkpoint_path), "--output", str(out)]) == 1
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_parity_failure_is_reported(tmp_path, baked_model_dir, torch_model):
+    with pytest.raises(bake_weights.BakeError, match=r"parity failed at 64x256: max abs error .* max rel error"):
+        bake_weights.verify_parity(torch_model, baked_model_dir / "model.onnx", shapes=[(64, 256)], tolerance=0.0)
+
+
+# ------------------------------------------------------------------------------------------ download
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """A local HTTP server standing in for the release host: full file, truncated body, or 404."""
+
+    def __init__(self, payload: bytes):
+        payload_ref = payload
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if self.path.endswith("/missing.pt"):
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload_ref)))
+                self.end_headers()
+                body = payload_ref[: len(payload_ref) // 2] if self.path.endswith("/truncated.pt") else payload_ref
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def release_server(checkpoint_path):
+    server = _Server(checkpoint_path.read_bytes())
+    yield server
+    server.close()
+
+
+def test_download_bakes_and_records_the_url(tmp_path, release_server, checkpoint_path, capsys):
+    url = f"{release_server.url}/v2_1/midas_v21_small_256.pt"
+    downloads, out = tmp_path / "downloads", tmp_path / "model"
+    assert bake_weights.main(["--url", url, "--download-dir", str(downloads), "--output", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"] == url
+    assert manifest["checkpoint_sha256"] == bake_weights.sha256_file(checkpoint_path)
+    assert [p.name for p in downloads.iterdir()] == ["midas_v21_small_256.pt"]
+    assert "100.0%" in capsys.readouterr().err  # the progress bar reached the end
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("truncated.pt", "is incomplete"), ("missing.pt", "HTTP 404")],
+)
+def test_failed_download_leaves_nothing(tmp_path, release_server, path, message, capsys):
+    downloads, out = tmp_path / "downloads", tmp_path / "model"
+    url = f"{release_server.url}/v2_1/{path}"
+    assert bake_weights.main(["--url", url, "--download-dir", str(downloads), "--output", str(out)]) == 1
+    assert message in capsys.readouterr().err
+    assert list(downloads.iterdir()) == [] and not out.exists()
+
+
+def test_unreachable_url_fails_cleanly(tmp_path):
+    url = f"http://127.0.0.1:{_free_port()}/midas_v21_small_256.pt"
+    downloads, out = tmp_path / "downloads", tmp_path / "model"
+    result = run_bake("--url", url, "--download-dir", str(downloads), "--output", str(out))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"bake_weights: error: download of {url} failed")
+    assert "Traceback" not in result.stderr
+    assert list(downloads.iterdir()) == [] and not out.exists()
