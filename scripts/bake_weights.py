@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -195,7 +196,10 @@ def export_onnx(model, path: Path) -> None:
             opset_version=OPSET,
             input_names=[contract.INPUT_NAME],
             output_names=[contract.OUTPUT_NAME],
-            dynamic_axes={contract.INPUT_NAME: {2: "height", 3: "width"}, contract.OUTPUT_NAME: {1: "height", 2: "width"}},
+            dynamic_axes={
+                contract.INPUT_NAME: {2: "height", 3: "width"},
+                contract.OUTPUT_NAME: {1: "height", 2: "width"},
+            },
             do_constant_folding=True,
         )
     import onnx
@@ -305,12 +309,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, help="local checkpoint in the official format (air-gapped builds)")
     parser.add_argument("--url", default=contract.OFFICIAL_CHECKPOINT_URL, help="checkpoint URL (default: official)")
     parser.add_argument("--sha256", help="expected sha256 of the checkpoint; the bake fails if it differs")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"output directory (default {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help=f"output directory (default {DEFAULT_OUTPUT})"
+    )
     parser.add_argument(
         "--download-dir", type=Path, default=DEFAULT_DOWNLOAD_DIR, help="where a downloaded checkpoint is kept"
     )
     args = parser.parse_args(argv)
-    if args.sha256 is not None and (len(args.sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in args.sha256)):
+    if args.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
         parser.error(f"--sha256 must be 64 hex digits, got {args.sha256!r}")
     return args
 

@@ -16,7 +16,7 @@ FEATURES = 64
 
 
 def make_efficientnet_lite3_backbone() -> nn.Module:
-    """gen-efficientnet tf_efficientnet_lite3 split into layer1..layer4 as upstream's ``_make_efficientnet_backbone``."""
+    """tf_efficientnet_lite3 split into layer1..layer4 as upstream's ``_make_efficientnet_backbone``."""
     effnet = geffnet.tf_efficientnet_lite3(pretrained=False, exportable=True)
     pretrained = nn.Module()
     pretrained.layer1 = nn.Sequential(effnet.conv_stem, effnet.bn1, effnet.act1, *effnet.blocks[0:2])
@@ -78,7 +78,7 @@ class FeatureFusionBlockCustom(nn.Module):
 def _make_scratch(in_shape: tuple[int, ...], features: int) -> nn.Module:
     """Upstream ``_make_scratch(..., expand=True)``: 3x3 convs without bias to features x 1, 2, 4, 8."""
     scratch = nn.Module()
-    for i, (in_ch, mult) in enumerate(zip(in_shape, (1, 2, 4, 8)), start=1):
+    for i, (in_ch, mult) in enumerate(zip(in_shape, (1, 2, 4, 8), strict=True), start=1):
         setattr(scratch, f"layer{i}_rn", nn.Conv2d(in_ch, features * mult, kernel_size=3, padding=1, bias=False))
     return scratch
 

@@ -1,0 +1,76 @@
+"""One settings object, read from the environment once and validated at import (bad config fails the cold start)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Environment variable names (the template and the README use exactly these).
+ENV_MODEL_DIR = "MODEL_DIR"
+ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"
+ENV_OUTPUT_PREFIX = "OUTPUT_PREFIX"
+ENV_ALLOWED_INPUT_BUCKETS = "ALLOWED_INPUT_BUCKETS"
+
+Colormap = Literal["inferno", "magma", "plasma", "viridis", "turbo", "gray"]
+
+# API Gateway caps request payloads at 10 MB and Lambda caps synchronous responses at 6 MB; base64 adds a third.
+API_GATEWAY_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+LAMBDA_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the function; env var names are the upper-case field names."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, frozen=True, extra="ignore")
+
+    model_dir: str = Field("/opt/ml/model", description="directory with model.onnx + manifest.json")
+    output_bucket: str | None = Field(None, description="where heatmaps are written; unset = inline only")
+    output_prefix: str = Field("depth/", min_length=1, description="key prefix of every object the function writes")
+    allowed_input_buckets: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), description="buckets /depth may read from (comma-separated); empty = none"
+    )
+    write_raw_depth: bool = Field(False, description="S3 trigger also writes <stem>.pfm (float32 depth)")
+    max_image_bytes: int = Field(25 * 1024 * 1024, gt=0, description="largest encoded image accepted")
+    max_image_pixels: int = Field(50_000_000, gt=0, description="largest decoded image (width x height)")
+    max_json_bytes: int = Field(API_GATEWAY_MAX_REQUEST_BYTES, gt=0, description="largest JSON request body")
+    presigned_url_ttl: int = Field(3600, ge=1, le=7 * 24 * 3600, description="seconds a depth_map_url is valid")
+    default_colormap: Colormap = "inferno"
+    png_compression: int = Field(1, ge=0, le=9, description="zlib level of the PNGs written (1 = fast)")
+    ort_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = the CPUs this process may use")
+
+    @field_validator("allowed_input_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(b.strip() for b in value.split(",") if b.strip())
+        return value
+
+    @field_validator("output_bucket", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("output_prefix")
+    @classmethod
+    def _prefix_ends_with_slash(cls, value: str) -> str:
+        value = value.lstrip("/")
+        if not value:
+            raise ValueError(
+                "must name a folder (e.g. 'depth/'): it is what keeps outputs from triggering the function"
+            )
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _limits_fit_lambda(self) -> Settings:
+        if self.max_json_bytes > API_GATEWAY_MAX_REQUEST_BYTES:
+            raise ValueError(f"max_json_bytes cannot exceed API Gateway's {API_GATEWAY_MAX_REQUEST_BYTES} bytes")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

@@ -1,0 +1,89 @@
+"""The one inference path every entry uses: bytes → decode → MiDaS preprocessing → ORT → bicubic resize → renderings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from handler import imaging, preprocess
+from handler.config import Settings
+from handler.model import DepthModel
+
+
+@dataclass
+class DepthResult:
+    """Depth at the original image size plus the seconds each stage took (renderings add theirs)."""
+
+    depth: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.depth.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.depth.shape[1])
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.timings.values())
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+
+
+class DepthEstimator:
+    """The inference core: shared by the HTTP API, the S3 trigger and the CLI (one per container)."""
+
+    def __init__(self, settings: Settings, model: DepthModel) -> None:
+        self.settings = settings
+        self.model = model
+
+    @classmethod
+    def load(cls, settings: Settings) -> DepthEstimator:
+        """Load and verify the baked model named by ``settings`` (raises ``ModelUnavailable``)."""
+        return cls(settings, DepthModel.load(settings.model_dir, settings.ort_threads))
+
+    def estimate(self, data: bytes) -> DepthResult:
+        """Encoded image bytes → relative inverse depth (larger = nearer) at the image's own size."""
+        result = DepthResult(depth=np.empty((0, 0), np.float32))
+        with result.stage("decode"):
+            rgb = imaging.decode_image(
+                data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+            )
+        height, width = rgb.shape[:2]
+        with result.stage("preprocess"):
+            net_input = preprocess.to_net_input(rgb)
+        del rgb
+        with result.stage("inference"):
+            prediction = self.model.infer(net_input)
+        with result.stage("upsample"):
+            result.depth = preprocess.resize_to(prediction, width, height)
+        return result
+
+    def heatmap_png(self, result: DepthResult, colormap: str | None = None) -> bytes:
+        """The coloured heatmap PNG (Inferno by default: yellow = near) at the original resolution."""
+        with result.stage("colormap"):
+            pixels = imaging.colorize(result.depth, colormap or self.settings.default_colormap)
+        with result.stage("encode"):
+            return imaging.encode_png(pixels, self.settings.png_compression)
+
+    def depth_png16(self, result: DepthResult) -> bytes:
+        """Min-max normalised depth as a 16-bit grayscale PNG (upstream run.py ``bits=2``)."""
+        with result.stage("encode"):
+            return imaging.encode_png(imaging.normalise(result.depth, bits=2), self.settings.png_compression)
+
+    def depth_pfm(self, result: DepthResult) -> bytes:
+        """The raw float32 depth as PFM (upstream run.py ``write_pfm``)."""
+        with result.stage("encode"):
+            return imaging.pfm_bytes(result.depth)

@@ -1,0 +1,73 @@
+"""Domain errors and their one HTTP mapping: every client mistake is a 4xx with a JSON body naming the problem."""
+
+from __future__ import annotations
+
+
+class DepthError(Exception):
+    """Base of every error the function reports to a caller (HTTP status + stable machine-readable code)."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_body(self) -> dict[str, object]:
+        return {"status": "error", "error": self.code, "message": self.message}
+
+
+class InvalidRequest(DepthError):
+    status_code, code = 400, "invalid_request"
+
+
+class InvalidBase64(DepthError):
+    status_code, code = 400, "invalid_base64"
+
+
+class InvalidImage(DepthError):
+    status_code, code = 400, "invalid_image"
+
+
+class PayloadTooLarge(DepthError):
+    status_code, code = 413, "payload_too_large"
+
+
+class TooManyPixels(DepthError):
+    status_code, code = 413, "too_many_pixels"
+
+
+class UnsupportedMediaType(DepthError):
+    status_code, code = 415, "unsupported_media_type"
+
+
+class ValidationFailed(DepthError):
+    status_code, code = 422, "validation_error"
+
+
+class BucketNotAllowed(DepthError):
+    status_code, code = 403, "bucket_not_allowed"
+
+
+class S3AccessDenied(DepthError):
+    status_code, code = 403, "s3_access_denied"
+
+
+class S3ObjectNotFound(DepthError):
+    status_code, code = 404, "s3_object_not_found"
+
+
+class S3BadGateway(DepthError):
+    status_code, code = 502, "s3_error"
+
+
+class S3Unavailable(DepthError):
+    status_code, code = 503, "s3_unavailable"
+
+
+class OutputNotConfigured(DepthError):
+    status_code, code = 400, "output_bucket_not_configured"
+
+
+class ModelUnavailable(Exception):
+    """The baked model is missing or does not match its manifest: the container must not start."""

@@ -1,0 +1,122 @@
+"""Bytes ↔ pixels: decode (limits checked before the full decode) and renderings (Inferno PNG, 16-bit PNG, PFM)."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
+
+# We enforce our own pixel limit (Settings.max_image_pixels) from the header, before decoding; Pillow's global
+# bomb check would otherwise warn or raise with its own, different limit.
+Image.MAX_IMAGE_PIXELS = None
+
+# Pillow format names we decode. MPO is the multi-picture JPEG many phones write.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"})
+_EXIF_ORIENTATION = 0x0112
+
+COLORMAPS: dict[str, int | None] = {
+    "inferno": cv2.COLORMAP_INFERNO,
+    "magma": cv2.COLORMAP_MAGMA,
+    "plasma": cv2.COLORMAP_PLASMA,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "turbo": cv2.COLORMAP_TURBO,
+    "gray": None,
+}
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Encoded bytes → RGB uint8 (H, W, 3), EXIF orientation applied; limits checked from the header first."""
+    if not data:
+        raise InvalidImage("empty image: no bytes received")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    try:
+        img = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        raise InvalidImage("not an image: the bytes are not JPEG, PNG, WebP, BMP or TIFF") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(f"unreadable image header: {exc}") from None
+    if img.format not in SUPPORTED_FORMATS:
+        raise UnsupportedMediaType(f"{img.format} images are not supported; send JPEG, PNG, WebP, BMP or TIFF")
+    width, height = img.size
+    if width * height > max_pixels:
+        raise TooManyPixels(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels")
+    if width < 1 or height < 1:
+        raise InvalidImage(f"image has no pixels ({width}x{height})")
+    try:
+        img.load()
+        if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage(f"corrupt or truncated {img.format} image: {exc}") from None
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode → RGB uint8. Alpha is dropped; 16-bit is reduced to 8-bit as cv2.imread does (>> 8)."""
+    if img.mode == "RGB":
+        return np.asarray(img)
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float gray
+        gray = np.asarray(img)
+        gray = np.right_shift(gray, 8) if gray.dtype.kind in "iu" and gray.max(initial=0) > 255 else gray
+        gray = np.clip(gray, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # Pillow warns when a palette's transparency goes straight to RGB
+    return np.asarray(img.convert("RGB"))  # drops alpha; gray, palette, CMYK, YCbCr → RGB
+
+
+# ------------------------------------------------------------------------------------------------ renderings
+
+
+def normalise(depth: np.ndarray, bits: int) -> np.ndarray:
+    """Upstream write_depth: min-max to 0..2**(8*bits)-1, non-finite → 0, truncated to uint8/uint16."""
+    if not np.isfinite(depth).all():
+        depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(depth.min()), float(depth.max())
+    max_val = (1 << (8 * bits)) - 1
+    if hi - lo <= np.finfo(np.float32).eps:
+        out = np.zeros(depth.shape, dtype=np.float32)
+    else:
+        out = (depth - np.float32(lo)) * np.float32(max_val / (hi - lo))
+    return out.astype(np.uint8 if bits == 1 else np.uint16)
+
+
+def colorize(depth: np.ndarray, colormap: str = "inferno") -> np.ndarray:
+    """Depth → BGR uint8 heatmap (yellow = near for Inferno), or single-channel for ``gray``."""
+    gray = normalise(depth, bits=1)
+    code = COLORMAPS[colormap]
+    return gray if code is None else cv2.applyColorMap(gray, code)
+
+
+def encode_png(pixels: np.ndarray, compression: int) -> bytes:
+    ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:  # pragma: no cover - cv2 only fails on unsupported dtypes, which we never pass
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def pfm_bytes(depth: np.ndarray) -> bytes:
+    """Upstream write_pfm: 'Pf' header, bottom-to-top rows, little-endian float32 (negative scale)."""
+    depth = np.ascontiguousarray(np.flipud(depth.astype(np.float32, copy=False)))
+    height, width = depth.shape
+    scale = (
+        -1.0 if depth.dtype.byteorder == "<" or (depth.dtype.byteorder == "=" and sys.byteorder == "little") else 1.0
+    )
+    return b"Pf\n" + b"%d %d\n" % (width, height) + b"%f\n" % scale + depth.tobytes()
+
+
+def read_pfm(data: bytes) -> np.ndarray:
+    """Inverse of :func:`pfm_bytes` (grayscale PFM) for clients and tests."""
+    header, dims, scale, body = data.split(b"\n", 3)
+    if header != b"Pf":
+        raise InvalidImage("not a grayscale PFM")
+    width, height = (int(v) for v in dims.split())
+    dtype = "<f4" if float(scale) < 0 else ">f4"
+    return np.flipud(np.frombuffer(body, dtype=dtype, count=width * height).reshape(height, width)).astype(np.float32)

@@ -1,0 +1,119 @@
+"""The baked model: manifest check, one ONNX Runtime session per container, sized to the CPUs we may use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from handler import contract
+from handler.errors import ModelUnavailable
+
+
+def available_cpus() -> int:
+    """CPUs this process may actually use: the affinity mask, capped by a cgroup v2 CPU quota if there is one."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json as written by scripts/bake_weights.py."""
+
+    data: dict[str, Any]
+
+    @classmethod
+    def read(cls, model_dir: Path) -> Manifest:
+        path = model_dir / contract.MANIFEST_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelUnavailable(f"no {contract.MANIFEST_FILE} in {model_dir}: bake the model first") from None
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(f"unreadable {path}: {exc}") from None
+        missing = {"model", "onnx_file", "onnx_sha256", "checkpoint_sha256", "preprocessing"} - set(data)
+        if missing:
+            raise ModelUnavailable(f"{path} lacks {', '.join(sorted(missing))}")
+        if data["preprocessing"] != contract.preprocessing():
+            raise ModelUnavailable(f"{path} was baked for other preprocessing than this runtime implements")
+        return cls(data)
+
+    @property
+    def version(self) -> str:
+        return f"{self.data['model']}@{self.data['onnx_sha256'][:12]}"
+
+
+@dataclass
+class DepthModel:
+    """One ORT session for the container's lifetime; ``infer`` is the forward pass only."""
+
+    manifest: Manifest
+    session: ort.InferenceSession
+    threads: int
+    load_seconds: float
+    runs: int = field(default=0)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, threads: int = 0) -> DepthModel:
+        """Verify ``model.onnx`` against its manifest's sha256, then create the session.
+
+        Args:
+            model_dir: directory holding model.onnx and manifest.json from the bake.
+            threads: intra-op threads; 0 = the CPUs this process may use (Lambda: 2 vCPUs below ~1.8 GB).
+        """
+        import time
+
+        started = time.perf_counter()
+        model_dir = Path(model_dir)
+        manifest = Manifest.read(model_dir)
+        onnx_path = model_dir / manifest.data["onnx_file"]
+        if not onnx_path.is_file():
+            raise ModelUnavailable(f"{onnx_path} is missing")
+        actual = _sha256(onnx_path)
+        if actual != manifest.data["onnx_sha256"]:
+            raise ModelUnavailable(
+                f"{onnx_path} sha256 {actual} does not match manifest {manifest.data['onnx_sha256']}: refusing to start"
+            )
+        threads = threads or available_cpus()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_path}: {exc}") from None
+        return cls(manifest, session, threads, time.perf_counter() - started)
+
+    def infer(self, net_input: np.ndarray) -> np.ndarray:
+        """(1, 3, h, w) float32 → (h, w) float32 relative inverse depth."""
+        (out,) = self.session.run([contract.OUTPUT_NAME], {contract.INPUT_NAME: net_input})
+        self.runs += 1
+        return out[0]
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version

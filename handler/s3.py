@@ -1,0 +1,150 @@
+"""The S3 upload trigger: S3 event records (direct, or wrapped in SQS messages) → heatmaps in the output bucket.
+
+Every record is processed; failures are collected, logged with bucket and key, and reported at the end so that
+Lambda's retries / on-failure destination (direct S3 events) or the SQS redrive (``batchItemFailures``) apply.
+Outputs are deterministic and keyed by the source key, so a re-delivered event overwrites the same objects.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
+
+from handler import outputs
+from handler.core import DepthEstimator
+from handler.errors import DepthError, OutputNotConfigured
+from handler.imaging import IMAGE_EXTENSIONS
+from handler.logs import logger
+from handler.s3io import S3Store
+
+
+class RecordsFailed(Exception):
+    """Raised after all records ran when any failed: the invocation fails so Lambda retries it."""
+
+
+@dataclass
+class Outcome:
+    bucket: str
+    key: str
+    status: str  # "written" | "skipped" | "failed"
+    reason: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def _event_source(event: Any) -> str | None:
+    records = event.get("Records") if isinstance(event, dict) else None
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        return records[0].get("eventSource")
+    return None
+
+
+def is_s3_event(event: Any) -> bool:
+    return _event_source(event) == "aws:s3"
+
+
+def is_sqs_event(event: Any) -> bool:
+    return _event_source(event) == "aws:sqs"
+
+
+def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Outcome:
+    """One S3 record → heatmap (+ PFM when enabled) under ``<output prefix><key without extension>``."""
+    settings = estimator.settings
+    bucket = record.s3.bucket.name
+    key = unquote_plus(record.s3.get_object.key)  # AWS and emulators encode spaces/unicode differently
+    if not record.event_name.startswith("ObjectCreated"):
+        return Outcome(bucket, key, "skipped", f"{record.event_name} is not an upload")
+    if outputs.is_own_output(settings, bucket, key):
+        return Outcome(bucket, key, "skipped", "one of this function's own outputs")
+    if posixpath.splitext(key)[1].lower() not in IMAGE_EXTENSIONS:
+        return Outcome(bucket, key, "skipped", "not an image key (by extension)")
+    try:
+        if not settings.output_bucket:
+            raise OutputNotConfigured("OUTPUT_BUCKET is not configured")
+        if ".." in key.split("/"):
+            raise DepthError("key has '..' segments; refusing to derive an output key from it")
+        obj = store.get(bucket, key, settings.max_image_bytes)
+        result = estimator.estimate(obj.body)
+        files = {"heatmap": estimator.heatmap_png(result)}
+        if settings.write_raw_depth:
+            files["pfm"] = estimator.depth_pfm(result)
+        meta = outputs.s3_metadata(
+            source_bucket=bucket,
+            source_key=key,
+            source_etag=obj.etag,
+            model_sha256=estimator.model.manifest.data["onnx_sha256"],
+        )
+        written = outputs.write_outputs(store, settings, outputs.key_stem(key), files, meta)
+    except DepthError as exc:
+        logger.error("record failed", extra={"bucket": bucket, "key": key, "error": exc.code, "reason": exc.message})
+        return Outcome(bucket, key, "failed", f"{exc.code}: {exc.message}")
+    except Exception as exc:  # one broken record must not lose the others
+        logger.exception("record failed", extra={"bucket": bucket, "key": key})
+        return Outcome(bucket, key, "failed", f"internal_error: {type(exc).__name__}")
+    logger.info(
+        "heatmap written",
+        extra={
+            "bucket": bucket,
+            "key": key,
+            "bytes": len(obj.body),
+            "width": result.width,
+            "height": result.height,
+            "outputs": written,
+            "timings": {k: round(v, 4) for k, v in result.timings.items()},
+        },
+    )
+    return Outcome(bucket, key, "written", outputs=written)
+
+
+def process_records(event: dict, estimator: DepthEstimator, store: S3Store) -> list[Outcome]:
+    outcomes = [process_record(r, estimator, store) for r in S3Event(event).records]
+    for o in outcomes:
+        if o.status == "skipped":
+            logger.info("record skipped", extra={"bucket": o.bucket, "key": o.key, "reason": o.reason})
+    return outcomes
+
+
+def _summary(outcomes: list[Outcome]) -> dict[str, Any]:
+    return {
+        status: [
+            {"bucket": o.bucket, "key": o.key, **({"reason": o.reason} if o.reason else {}), **o.outputs}
+            for o in outcomes
+            if o.status == status
+        ]
+        for status in ("written", "skipped", "failed")
+    }
+
+
+def handle_s3_event(event: dict, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
+    """Process every record, then fail the invocation if any failed (so Lambda retries / dead-letters it)."""
+    outcomes = process_records(event, estimator, store)
+    summary = _summary(outcomes)
+    if summary["failed"]:
+        failed = "; ".join(f"s3://{f['bucket']}/{f['key']} ({f['reason']})" for f in summary["failed"])
+        raise RecordsFailed(f"{len(summary['failed'])} of {len(outcomes)} records failed: {failed}")
+    return summary
+
+
+def handle_sqs_event(event: dict, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
+    """SQS messages wrapping S3 notifications → partial batch response (``ReportBatchItemFailures``)."""
+    failures = []
+    for message in SQSEvent(event).records:
+        try:
+            body = json.loads(message.body)
+        except (TypeError, ValueError):
+            logger.error("SQS message is not JSON", extra={"message_id": message.message_id})
+            failures.append({"itemIdentifier": message.message_id})
+            continue
+        if isinstance(body, dict) and body.get("Event") == "s3:TestEvent":
+            continue  # S3 sends one when the notification is configured
+        if not is_s3_event(body):
+            logger.error("SQS message is not an S3 notification", extra={"message_id": message.message_id})
+            failures.append({"itemIdentifier": message.message_id})
+            continue
+        if any(o.status == "failed" for o in process_records(body, estimator, store)):
+            failures.append({"itemIdentifier": message.message_id})
+    return {"batchItemFailures": failures}

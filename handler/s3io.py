@@ -1,0 +1,108 @@
+"""S3 reads and writes with errors translated to the domain's (404/403/502/503); the client is made lazily.
+
+The client is a plain ``boto3.client("s3")``: endpoint, region and credentials come from the environment
+(``AWS_ENDPOINT_URL`` points it at LocalStack or moto locally), never from code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from handler.errors import DepthError, PayloadTooLarge, S3AccessDenied, S3BadGateway, S3ObjectNotFound, S3Unavailable
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_DENIED = {"AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccountProblem"}
+_UNAVAILABLE = {"SlowDown", "ServiceUnavailable", "503", "RequestTimeout", "InternalError", "500"}
+
+
+@dataclass(frozen=True)
+class S3Object:
+    bucket: str
+    key: str
+    body: bytes
+    etag: str
+    content_type: str | None
+
+
+def translate(exc: Exception, bucket: str, key: str | None = None) -> DepthError:
+    """botocore/boto3 exception → the domain error with a message that names the object, not our endpoint."""
+    from botocore import exceptions as bx
+
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    if isinstance(exc, bx.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket":
+            return S3ObjectNotFound(f"bucket {bucket} does not exist")
+        if code in _NOT_FOUND:
+            return S3ObjectNotFound(f"{where} does not exist")
+        if code in _DENIED:
+            return S3AccessDenied(f"access to {where} was denied ({code})")
+        if code in _UNAVAILABLE:
+            return S3Unavailable(f"S3 is temporarily unavailable for {where} ({code}); retry later")
+        return S3BadGateway(f"S3 refused the request for {where} ({code or 'unknown error'})")
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return S3BadGateway("the function has no AWS credentials for S3")
+    if isinstance(exc, bx.BotoCoreError | OSError):
+        return S3Unavailable(f"S3 could not be reached for {where}; retry later")
+    raise exc
+
+
+class S3Store:
+    """Get/put/delete/presign against S3 with one lazily created client per container."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:  # boto3 import + client creation cost ~0.3 s: only paid when S3 is used
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "s3",
+                config=Config(
+                    retries={"mode": "standard", "max_attempts": 3},
+                    connect_timeout=3,
+                    read_timeout=20,
+                    signature_version="s3v4",
+                ),
+            )
+        return self._client
+
+    def get(self, bucket: str, key: str, max_bytes: int) -> S3Object:
+        """Read an object, refusing (413) before download when it is larger than ``max_bytes``."""
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key)
+            size = int(response.get("ContentLength") or 0)
+            if size > max_bytes:
+                response["Body"].close()
+                raise PayloadTooLarge(f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes} bytes")
+            body = response["Body"].read()
+        except DepthError:
+            raise
+        except Exception as exc:
+            raise translate(exc, bucket, key) from None
+        return S3Object(bucket, key, body, str(response.get("ETag", "")).strip('"'), response.get("ContentType"))
+
+    def put(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata)
+        except Exception as exc:
+            raise translate(exc, bucket, key) from None
+
+    def delete(self, bucket: str, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            raise translate(exc, bucket, key) from None
+
+    def presign(self, bucket: str, key: str, ttl: int) -> str:
+        """A GET URL valid for ``ttl`` seconds (signed locally: no S3 call)."""
+        try:
+            return self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+            )
+        except Exception as exc:
+            raise translate(exc, bucket, key) from None
