@@ -12,13 +12,14 @@ import platform
 import re
 import time
 from importlib.metadata import version as _pkg_version
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,6 +42,7 @@ from handler.s3io import S3Store
 
 # Room left in the 6 MB Lambda response for JSON fields and headers around base64 payloads.
 _RESPONSE_BUDGET = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024
+_INDEX_HTML = Path(__file__).with_name("static") / "index.html"
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
 _DATA_URL = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*),", re.IGNORECASE)
 
@@ -123,7 +125,7 @@ class DepthResponse(BaseModel):
     inference_time: float = Field(description="seconds from image bytes to the last rendering")
     timings: dict[str, float] = Field(description="seconds per stage")
     colormap: str
-    depth_map_url: str
+    depth_map_url: str | None = Field(None, description="presigned S3 URL of the heatmap (when written to S3)")
     heatmap_png_base64: str | None = None
     depth_png16_base64: str | None = None
     heatmap_s3: S3Location | None = None
@@ -186,10 +188,6 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
 def _check_response_budget(*payloads: bytes) -> None:
     size = sum(4 * ((len(p) + 2) // 3) for p in payloads)
     if size > _RESPONSE_BUDGET:
@@ -236,8 +234,6 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
                 url = store.presign(bucket, key, settings.presigned_url_ttl)
                 fields["heatmap_s3" if kind == "heatmap" else "depth_s3"] = S3Location(bucket=bucket, key=key, url=url)
             fields["depth_map_url"] = fields["heatmap_s3"].url
-        else:
-            fields["depth_map_url"] = _data_url(heatmap)
         return fields
 
     def run(data: bytes, source: dict[str, str], output: str, colormap: str, with_depth: bool) -> DepthResponse:
@@ -262,6 +258,11 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
             colormap=colormap,
             **fields,
         )
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        """The upload page (self-contained: no CDN, relative URLs so it works under an API Gateway stage)."""
+        return HTMLResponse(_INDEX_HTML.read_text(encoding="utf-8"))
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, Any]:
@@ -335,7 +336,7 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
         source = {"source": "upload", "filename": upload.filename or ""}
         res = await run_in_threadpool(run, data, source, output, colormap, False)
         return PredictResponse(
-            depth_map_url=res.depth_map_url,
+            depth_map_url=res.depth_map_url or f"data:image/png;base64,{res.heatmap_png_base64}",
             inference_time=res.inference_time,
             model_version=res.model_version,
             width=res.width,

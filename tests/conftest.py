@@ -1,18 +1,43 @@
-"""Session fixtures: an official-format checkpoint with seeded random values, baked once by the real bake script."""
+"""Shared fixtures: a real bake of an official-format checkpoint, a real S3 HTTP endpoint, real Lambda events.
+
+- ``baked_model_dir``: scripts/bake_weights.py run once per session on a checkpoint with the 482 official keys
+  and shapes (seeded random values).
+- ``s3_endpoint``: moto's ThreadedMotoServer on 127.0.0.1 (port 0), or the endpoint in ``AWS_ENDPOINT_URL``
+  when one is set (e.g. a running LocalStack). Our code only ever makes plain ``boto3.client("s3")``.
+- ``entry``: the real Lambda entry module (handler.entry), imported once with the environment a deployment sets.
+"""
 
 from __future__ import annotations
 
+import importlib
+import io
+import json
 import os
 import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+EVENTS = Path(__file__).with_name("events")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts import bake_weights, make_test_checkpoint  # noqa: E402
+
+# Credentials/region for the emulator only (set before anything creates a boto3 client).
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+# ------------------------------------------------------------------------------------------------ model
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +60,157 @@ def torch_model(checkpoint_path):
     return bake_weights.build_model(bake_weights.load_state_dict(checkpoint_path))
 
 
-def pytest_configure(config):
-    # Keep CPU use predictable on the 2-core machine: tests run one torch/ORT thread pool at a time.
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+@pytest.fixture(scope="session")
+def depth_model(baked_model_dir):
+    from handler.model import DepthModel
+
+    return DepthModel.load(baked_model_dir)
+
+
+# ------------------------------------------------------------------------------------------------ S3
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """URL of a real S3 HTTP endpoint: the configured one, or a moto server started for this session."""
+    configured = os.environ.get("AWS_ENDPOINT_URL")
+    if configured:
+        yield configured
+        return
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    os.environ["AWS_ENDPOINT_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(s3_endpoint):
+    import boto3
+
+    return boto3.client("s3")
+
+
+@pytest.fixture(scope="session")
+def sqs(s3_endpoint):
+    import boto3
+
+    return boto3.client("sqs")
+
+
+def _bucket(s3, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def input_bucket(s3) -> str:
+    return _bucket(s3, "midas-in")
+
+
+@pytest.fixture(scope="session")
+def output_bucket(s3) -> str:
+    return _bucket(s3, "midas-out")
+
+
+@pytest.fixture(scope="session")
+def settings(baked_model_dir, input_bucket, output_bucket):
+    from handler.config import Settings
+
+    return Settings(
+        model_dir=str(baked_model_dir), output_bucket=output_bucket, allowed_input_buckets=input_bucket
+    )
+
+
+@pytest.fixture(scope="session")
+def estimator(settings, depth_model):
+    from handler.core import DepthEstimator
+
+    return DepthEstimator(settings, depth_model)
+
+
+def list_keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+# ------------------------------------------------------------------------------------------------ Lambda
+
+
+@dataclass
+class LambdaContext:
+    """What the Lambda runtime passes as ``context`` (the fields Powertools and Mangum read)."""
+
+    function_name: str = "midas-depth"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:midas-depth"
+    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+    log_group_name: str = "/aws/lambda/midas-depth"
+    log_stream_name: str = "2026/11/23/[$LATEST]0"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext(aws_request_id=str(uuid.uuid4()))
+
+
+@pytest.fixture(scope="session")
+def entry(baked_model_dir, s3_endpoint, input_bucket, output_bucket):
+    """handler.entry imported once, with the environment the SAM template gives the function."""
+    env = {
+        "MODEL_DIR": str(baked_model_dir),
+        "OUTPUT_BUCKET": output_bucket,
+        "OUTPUT_PREFIX": "depth/",
+        "ALLOWED_INPUT_BUCKETS": input_bucket,
+        "WRITE_RAW_DEPTH": "true",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        from handler.config import get_settings
+
+        get_settings.cache_clear()
+        module = importlib.import_module("handler.entry")
+    return module
+
+
+def load_event(name: str) -> dict:
+    """A committed event payload (generated by ``sam local generate-event``) from tests/events/."""
+    return json.loads((EVENTS / name).read_text())
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def scene(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A smooth synthetic RGB scene (gradients + blobs) so depth maps vary across the image."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.empty((height, width, 3), np.float32)
+    for c in range(3):
+        fx, fy, phase = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 6.28)
+        img[..., c] = 127 + 60 * np.sin(xx / width * fx + phase) * np.cos(yy / height * fy) + 60 * (yy / height - 0.5)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def encode(rgb: np.ndarray, fmt: str = "JPEG", **params) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def jpeg_640x480() -> bytes:
+    return encode(scene(640, 480, seed=1), "JPEG", quality=90)
