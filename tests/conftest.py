@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import base64
 import importlib
 import io
 import json
 import os
 import sys
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,9 +127,7 @@ def output_bucket(s3) -> str:
 def settings(baked_model_dir, input_bucket, output_bucket):
     from handler.config import Settings
 
-    return Settings(
-        model_dir=str(baked_model_dir), output_bucket=output_bucket, allowed_input_buckets=input_bucket
-    )
+    return Settings(model_dir=str(baked_model_dir), output_bucket=output_bucket, allowed_input_buckets=input_bucket)
 
 
 @pytest.fixture(scope="session")
@@ -214,3 +214,48 @@ def encode(rgb: np.ndarray, fmt: str = "JPEG", **params) -> bytes:
 @pytest.fixture(scope="session")
 def jpeg_640x480() -> bytes:
     return encode(scene(640, 480, seed=1), "JPEG", quality=90)
+
+
+def api_event(
+    kind: str, method: str, path: str, body: bytes | str | None = None, content_type: str | None = None, query: str = ""
+) -> dict:
+    """An API Gateway REST (v1), HTTP API (v2) or Function URL event built from the committed sam payloads."""
+    headers = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "user-agent": "pytest"}
+    if content_type:
+        headers["content-type"] = content_type
+    raw = body.encode() if isinstance(body, str) else body
+    encoded = base64.b64encode(raw).decode() if raw is not None else None
+    if kind == "v1":
+        event = load_event("apigw-v1-proxy.json")
+        event.update(
+            path=path,
+            httpMethod=method,
+            headers=headers,
+            multiValueHeaders={k: [v] for k, v in headers.items()},
+            queryStringParameters=dict(urllib.parse.parse_qsl(query)) or None,
+            multiValueQueryStringParameters=None,
+            pathParameters={"proxy": path.lstrip("/")},
+            body=encoded,
+            isBase64Encoded=raw is not None,
+        )
+        event["requestContext"].update(httpMethod=method, path=f"/prod{path}")
+        return event
+    event = load_event("apigw-v2-http.json")
+    event.update(rawPath=path, rawQueryString=query, headers=headers, body=encoded, isBase64Encoded=raw is not None)
+    event.pop("cookies", None)
+    event.pop("queryStringParameters", None)
+    if query:
+        event["queryStringParameters"] = dict(urllib.parse.parse_qsl(query))
+    event["requestContext"]["http"].update(method=method, path=path)
+    if kind == "function-url":
+        event["requestContext"].update(domainName="abc123.lambda-url.us-east-1.on.aws", domainPrefix="abc123")
+        event["requestContext"].pop("stage", None)
+        event["requestContext"].pop("authentication", None)
+        event["requestContext"].pop("authorizer", None)
+    return event
+
+
+def response_body(response: dict) -> bytes:
+    """The body of a Lambda proxy response, base64-decoded when flagged."""
+    body = response.get("body") or ""
+    return base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()

@@ -1,0 +1,164 @@
+"""Decoding (formats, modes, EXIF, limits before decode) and renderings (Inferno, 16-bit PNG, PFM)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import upstream_reference as upstream
+from conftest import encode, scene
+from handler import imaging
+from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
+
+LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_pixels": 50_000_000}
+
+
+def decode(data: bytes, **overrides) -> np.ndarray:
+    return imaging.decode_image(data, **{**LIMITS, **overrides})
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF", "WEBP"])
+def test_lossless_formats_decode_to_the_same_pixels(fmt):
+    rgb = scene(64, 48)
+    params = {"lossless": True} if fmt == "WEBP" else {}
+    out = decode(encode(rgb, fmt, **params))
+    assert out.dtype == np.uint8 and out.shape == (48, 64, 3)
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_jpeg_decodes_close_to_the_source():
+    rgb = scene(64, 48)
+    out = decode(encode(rgb, "JPEG", quality=95))
+    assert out.shape == (48, 64, 3) and np.abs(out.astype(int) - rgb).mean() < 3
+
+
+def test_gray_rgba_and_palette_become_rgb():
+    rgb = scene(32, 24)
+    gray = decode(encode(rgb[..., 0], "PNG"))
+    assert gray.shape == (24, 32, 3) and (gray[..., 0] == gray[..., 2]).all()
+    rgba = np.dstack([rgb, np.full((24, 32), 7, np.uint8)])
+    np.testing.assert_array_equal(decode(encode(rgba, "PNG")), rgb)  # alpha dropped, colour untouched
+    pal = Image.fromarray(rgb).convert("P")
+    pal.info["transparency"] = 0
+    buf = io.BytesIO()
+    pal.save(buf, "PNG", transparency=0)
+    assert decode(buf.getvalue()).shape == (24, 32, 3)
+
+
+def test_16_bit_png_is_reduced_like_cv2_imread():
+    gray16 = (np.arange(32 * 24, dtype=np.uint32).reshape(24, 32) * 85).astype(np.uint16)
+    ok, buf = cv2.imencode(".png", gray16)
+    out = decode(buf.tobytes())
+    expected = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # upstream's cv2.imread behaviour (BGR, 8-bit)
+    np.testing.assert_array_equal(out, expected[..., ::-1])
+
+
+def test_cmyk_jpeg_decodes():
+    cmyk = Image.fromarray(scene(40, 30)).convert("CMYK")
+    buf = io.BytesIO()
+    cmyk.save(buf, "JPEG", quality=95)
+    out = decode(buf.getvalue())
+    assert out.shape == (30, 40, 3)
+    assert np.abs(out.astype(int) - scene(40, 30)).mean() < 12
+
+
+def test_exif_orientation_is_applied():
+    """A phone photo stored landscape with Orientation=6 (rotate 90° CW) must come out portrait."""
+    rgb = scene(60, 40)
+    rgb[:5, :5] = (255, 0, 0)  # red marker at the stored top-left
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95, exif=exif)
+    out = decode(buf.getvalue())
+    assert out.shape == (60, 40, 3)
+    assert out[1, -2, 0] > 200 and out[1, -2, 1] < 60  # the marker is now at the top-right
+
+
+@pytest.mark.parametrize("data", [b"", b"hello world", b"\x89PNG\r\n\x1a\n" + b"\0" * 10])
+def test_not_an_image(data):
+    with pytest.raises(InvalidImage):
+        decode(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_images_are_invalid(fmt):
+    data = encode(scene(200, 150), fmt)
+    with pytest.raises(InvalidImage, match="corrupt or truncated"):
+        decode(data[: len(data) // 2])
+
+
+def test_gif_is_unsupported():
+    with pytest.raises(UnsupportedMediaType, match="GIF"):
+        decode(encode(scene(8, 8), "GIF"))
+
+
+def test_byte_limit():
+    with pytest.raises(PayloadTooLarge, match="limit is 100 bytes"):
+        decode(encode(scene(64, 64), "PNG"), max_bytes=100)
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose IHDR claims ``width``x``height``: a decompression bomb's header."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+    )
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding():
+    bomb = _png_header_claiming(50_000, 50_000)
+    assert len(bomb) < 200
+    with pytest.raises(TooManyPixels, match="50000x50000"):
+        decode(bomb)
+
+
+# ------------------------------------------------------------------------------------------------ renderings
+
+
+def test_normalise_is_upstream_write_depth():
+    depth = np.random.default_rng(0).random((40, 50), dtype=np.float32) * 300 + 20
+    for bits in (1, 2):
+        np.testing.assert_array_equal(imaging.normalise(depth, bits), upstream.write_depth_values(depth, bits))
+
+
+def test_normalise_handles_flat_and_non_finite_maps():
+    assert not imaging.normalise(np.full((4, 4), 3.0, np.float32), 1).any()
+    depth = np.array([[np.nan, 1.0], [np.inf, 3.0]], np.float32)
+    assert imaging.normalise(depth, 1).tolist() == [[0, 85], [0, 255]]
+
+
+def test_inferno_is_yellow_where_near():
+    depth = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (8, 1))  # right side = nearest (largest)
+    bgr = imaging.colorize(depth, "inferno")
+    near, far = bgr[4, -1], bgr[4, 0]
+    assert near[2] > 200 and near[1] > 200 and near[0] < 180  # yellow-white (B low, G and R high)
+    assert far.max() < 30  # black
+    np.testing.assert_array_equal(bgr, cv2.applyColorMap(upstream.write_depth_values(depth, 1), cv2.COLORMAP_INFERNO))
+
+
+def test_png_encodings_round_trip():
+    depth = np.random.default_rng(1).random((30, 20), dtype=np.float32)
+    heat = cv2.imdecode(np.frombuffer(imaging.encode_png(imaging.colorize(depth), 1), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert heat.shape == (30, 20, 3)
+    png16 = imaging.encode_png(imaging.normalise(depth, 2), 1)
+    back = cv2.imdecode(np.frombuffer(png16, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and back.max() == 65535 and back.min() == 0
+
+
+def test_pfm_round_trip_and_header():
+    depth = np.random.default_rng(2).random((7, 5), dtype=np.float32)
+    data = imaging.pfm_bytes(depth)
+    assert data.startswith(b"Pf\n5 7\n-1.000000\n") and len(data) == len(b"Pf\n5 7\n-1.000000\n") + 7 * 5 * 4
+    np.testing.assert_array_equal(imaging.read_pfm(data), depth)
