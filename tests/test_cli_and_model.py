@@ -1,0 +1,133 @@
+"""The CLI (python -m handler predict), the model's start-up checks and the settings' validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from conftest import encode, scene
+from handler.config import Settings
+from handler.errors import ModelUnavailable
+from handler.imaging import read_pfm
+from handler.model import DepthModel, available_cpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env_model_dir: Path | None = None) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    if env_model_dir:
+        env["MODEL_DIR"] = str(env_model_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "handler", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_cli_writes_heatmaps_and_pfm_and_carries_on(tmp_path, baked_model_dir, estimator):
+    images = tmp_path / "in"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(encode(scene(160, 120, seed=1)))
+    (images / "b.png").write_bytes(encode(scene(90, 70, seed=2), "PNG"))
+    (images / "broken.jpg").write_bytes(b"nope")
+    out = tmp_path / "out"
+    args = ["predict", str(images / "a.jpg"), str(images / "broken.jpg"), str(images / "missing.jpg")]
+    result = run_cli(*args, str(images / "b.png"), "--out", str(out), "--model-dir", str(baked_model_dir))
+    assert result.returncode == 1
+    assert f"error: {images / 'broken.jpg'}: not an image" in result.stderr
+    assert f"error: {images / 'missing.jpg'}: No such file or directory" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.pfm", "a.png", "b.pfm", "b.png"]
+    heat = cv2.imread(str(out / "a.png"))
+    assert heat.shape == (120, 160, 3)
+    depth = read_pfm((out / "b.pfm").read_bytes())
+    expected = estimator.estimate((images / "b.png").read_bytes()).depth
+    np.testing.assert_allclose(depth, expected, rtol=0, atol=1e-4 * np.ptp(expected))
+
+
+def test_cli_model_dir_from_environment_and_png16(tmp_path, baked_model_dir):
+    (tmp_path / "x.jpg").write_bytes(encode(scene(64, 32)))
+    result = run_cli(
+        "predict", str(tmp_path / "x.jpg"), "--out", str(tmp_path), "--png16", env_model_dir=baked_model_dir
+    )
+    assert result.returncode == 0, result.stderr
+    assert cv2.imread(str(tmp_path / "x.depth.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_cli_without_a_model(tmp_path):
+    result = run_cli("predict", "x.jpg", "--out", str(tmp_path), "--model-dir", str(tmp_path / "none"))
+    assert result.returncode == 2 and "no manifest.json" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+def copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_model_refuses_a_tampered_onnx(tmp_path, baked_model_dir):
+    model_dir = copy_model(baked_model_dir, tmp_path / "m")
+    with (model_dir / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelUnavailable, match="does not match manifest .*refusing to start"):
+        DepthModel.load(model_dir)
+
+
+def test_model_refuses_other_preprocessing(tmp_path, baked_model_dir):
+    model_dir = copy_model(baked_model_dir, tmp_path / "m")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["preprocessing"]["net_size"] = 384
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelUnavailable, match="other preprocessing"):
+        DepthModel.load(model_dir)
+
+
+def test_entry_import_fails_loudly_without_a_model(tmp_path):
+    """A container without its model must fail the init phase with one clear log line."""
+    code = "import handler.entry"
+    env = {"PATH": "/usr/bin:/bin", "MODEL_DIR": str(tmp_path), "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    log = next(json.loads(line) for line in result.stdout.splitlines() if line.startswith("{"))
+    assert log["level"] == "CRITICAL" and log["message"].startswith("refusing to start: no manifest.json")
+
+
+def test_threads_follow_available_cpus(depth_model):
+    assert depth_model.threads == available_cpus() >= 1
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("ALLOWED_INPUT_BUCKETS", " a-bucket, b-bucket ,")
+    monkeypatch.setenv("OUTPUT_PREFIX", "/heatmaps")
+    monkeypatch.setenv("OUTPUT_BUCKET", "")
+    settings = Settings()
+    assert settings.allowed_input_buckets == frozenset({"a-bucket", "b-bucket"})
+    assert settings.output_prefix == "heatmaps/" and settings.output_bucket is None
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"OUTPUT_PREFIX": "/"}, "output_prefix"),
+        ({"MAX_IMAGE_BYTES": "0"}, "max_image_bytes"),
+        ({"PRESIGNED_URL_TTL": "999999999"}, "presigned_url_ttl"),
+        ({"DEFAULT_COLORMAP": "rainbow"}, "default_colormap"),
+        ({"MAX_JSON_BYTES": str(20 * 1024 * 1024)}, "max_json_bytes"),
+    ],
+)
+def test_invalid_settings_fail(monkeypatch, env, field):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=field):
+        Settings()

@@ -1,0 +1,164 @@
+"""The S3 upload trigger through the real Lambda entry, with events produced by the S3 emulator itself."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+
+import numpy as np
+import pytest
+
+from conftest import encode, list_keys, load_event, scene
+from handler.imaging import read_pfm
+from handler.s3 import RecordsFailed
+
+AWKWARD_KEYS = [
+    "uploads/my photo (1).jpg",
+    "uploads/a+b=c&d.jpeg",
+    "uploads/ünïcødé/日本語 写真.png",
+    "uploads/nested/deep/er/x.webp",
+]
+
+
+def image_for(key: str, seed: int) -> bytes:
+    fmt = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}[key.rsplit(".", 1)[1]]
+    return encode(scene(96 + seed * 8, 64, seed=seed), fmt)
+
+
+@pytest.fixture
+def notified_bucket(s3, sqs):
+    """A fresh input bucket whose ObjectCreated notifications go to an SQS queue on the emulator."""
+    bucket = f"midas-events-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    queue_url = sqs.create_queue(QueueName=f"{bucket}-q")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    return bucket, queue_url
+
+
+def drain(sqs, queue_url: str, expected: int) -> list[dict]:
+    """The SQS messages the emulator produced (S3 test events dropped)."""
+    messages: list[dict] = []
+    for _ in range(20):
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        messages += [m for m in batch if json.loads(m["Body"]).get("Event") != "s3:TestEvent"]
+        if len(messages) >= expected:
+            break
+    assert len(messages) == expected, f"got {len(messages)} S3 notifications, expected {expected}"
+    return messages
+
+
+def upload_and_collect(s3, sqs, notified_bucket, keys) -> list[dict]:
+    bucket, queue_url = notified_bucket
+    for i, key in enumerate(keys):
+        s3.put_object(Bucket=bucket, Key=key, Body=image_for(key, i))
+    return [json.loads(m["Body"]) for m in drain(sqs, queue_url, len(keys))]
+
+
+def test_emulator_events_with_awkward_keys(entry, lambda_context, s3, sqs, notified_bucket, output_bucket):
+    bucket, _ = notified_bucket
+    events = upload_and_collect(s3, sqs, notified_bucket, AWKWARD_KEYS)
+    for event in events:
+        result = entry.lambda_handler(event, lambda_context)
+        assert len(result["written"]) == 1 and not result["failed"], result
+    written = list_keys(s3, output_bucket, "depth/uploads/")
+    for i, key in enumerate(AWKWARD_KEYS):
+        stem = key.rsplit(".", 1)[0]
+        assert f"depth/{stem}.png" in written and f"depth/{stem}.pfm" in written
+        head = s3.head_object(Bucket=output_bucket, Key=f"depth/{stem}.png")
+        assert head["ContentType"] == "image/png"
+        assert head["Metadata"]["source-bucket"] == bucket
+        assert head["Metadata"]["model-sha256"] == entry.estimator.model.manifest.data["onnx_sha256"]
+        pfm = s3.get_object(Bucket=output_bucket, Key=f"depth/{stem}.pfm")["Body"].read()
+        depth = read_pfm(pfm)
+        assert depth.shape == (64, 96 + i * 8) and np.isfinite(depth).all()
+
+
+def test_sqs_wrapped_notifications_report_per_message(entry, lambda_context, s3, sqs, notified_bucket, output_bucket):
+    bucket, queue_url = notified_bucket
+    keys = ["uploads/sqs-good.jpg", "uploads/sqs-broken.jpg"]
+    s3.put_object(Bucket=bucket, Key=keys[0], Body=image_for(keys[0], 1))
+    s3.put_object(Bucket=bucket, Key=keys[1], Body=b"this is not a jpeg")
+    messages = drain(sqs, queue_url, 2)
+    template = load_event("sqs-receive.json")["Records"][0]
+    records = []
+    for m in messages:
+        record = copy.deepcopy(template)
+        record.update(messageId=m["MessageId"], body=m["Body"])
+        records.append(record)
+    records.append({**copy.deepcopy(template), "messageId": "not-json", "body": "{oops"})
+    result = entry.lambda_handler({"Records": records}, lambda_context)
+    broken_id = next(m["MessageId"] for m in messages if "broken" in m["Body"])
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted([broken_id, "not-json"])
+    assert "depth/uploads/sqs-good.png" in list_keys(s3, output_bucket, "depth/uploads/sqs-")
+    assert "depth/uploads/sqs-broken.png" not in list_keys(s3, output_bucket, "depth/uploads/sqs-")
+
+
+def s3_event(bucket: str, *keys: str, event_name: str = "ObjectCreated:Put") -> dict:
+    """The committed `sam local generate-event s3 put` payload, retargeted (keys encoded as AWS does)."""
+    from urllib.parse import quote_plus
+
+    template = load_event("s3-put.json")["Records"][0]
+    records = []
+    for key in keys:
+        record = copy.deepcopy(template)
+        record["eventName"] = event_name
+        record["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+        record["s3"]["object"]["key"] = quote_plus(key, safe="/")
+        records.append(record)
+    return {"Records": records}
+
+
+def test_committed_sam_event_key_is_decoded(entry, lambda_context, s3, input_bucket, output_bucket):
+    event = load_event("s3-put.json")
+    assert event["Records"][0]["s3"]["object"]["key"] == "uploads/my%20photo%20%281%29.jpg"  # sam's encoding
+    event["Records"][0]["s3"]["bucket"]["name"] = input_bucket
+    s3.put_object(Bucket=input_bucket, Key="uploads/my photo (1).jpg", Body=image_for("x.jpg", 2))
+    result = entry.lambda_handler(event, lambda_context)
+    assert result["written"][0]["heatmap"] == "depth/uploads/my photo (1).png"
+    assert "depth/uploads/my photo (1).png" in list_keys(s3, output_bucket, "depth/uploads/my photo")
+
+
+def test_bad_record_does_not_lose_the_others(entry, lambda_context, s3, input_bucket, output_bucket):
+    good = ["batch/one.jpg", "batch/two.png"]
+    for i, key in enumerate(good):
+        s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, i))
+    s3.put_object(Bucket=input_bucket, Key="batch/bad.jpg", Body=b"\xff\xd8\xff garbage")
+    event = s3_event(input_bucket, good[0], "batch/bad.jpg", "batch/missing.jpg", good[1], "batch/readme.txt")
+    with pytest.raises(RecordsFailed) as failed:
+        entry.lambda_handler(event, lambda_context)
+    message = str(failed.value)
+    assert message.startswith("2 of 5 records failed")
+    assert "batch/bad.jpg (invalid_image" in message and "batch/missing.jpg (s3_object_not_found" in message
+    written = list_keys(s3, output_bucket, "depth/batch/")
+    assert written == ["depth/batch/one.pfm", "depth/batch/one.png", "depth/batch/two.pfm", "depth/batch/two.png"]
+
+
+def test_redelivery_overwrites_the_same_keys(entry, lambda_context, s3, input_bucket, output_bucket):
+    key = "redo/photo.jpg"
+    s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 3))
+    event = s3_event(input_bucket, key)
+    first = entry.lambda_handler(event, lambda_context)
+    body1 = s3.get_object(Bucket=output_bucket, Key="depth/redo/photo.png")["Body"].read()
+    second = entry.lambda_handler(event, lambda_context)
+    body2 = s3.get_object(Bucket=output_bucket, Key="depth/redo/photo.png")["Body"].read()
+    assert first == second and body1 == body2
+    assert list_keys(s3, output_bucket, "depth/redo/") == ["depth/redo/photo.pfm", "depth/redo/photo.png"]
+
+
+def test_skips_own_outputs_non_images_and_deletions(entry, lambda_context, s3, output_bucket):
+    """Even a trigger misconfigured on the output bucket must not recurse on the function's own outputs."""
+    before = list_keys(s3, output_bucket)
+    own = s3_event(output_bucket, "depth/uploads/x.png")
+    assert entry.lambda_handler(own, lambda_context)["skipped"][0]["reason"] == "one of this function's own outputs"
+    other = s3_event(output_bucket, "notes/readme.md", "notes/archive.zip")
+    assert [s["reason"] for s in entry.lambda_handler(other, lambda_context)["skipped"]] == [
+        "not an image key (by extension)"
+    ] * 2
+    removed = s3_event(output_bucket, "uploads/gone.jpg", event_name="ObjectRemoved:Delete")
+    assert entry.lambda_handler(removed, lambda_context)["skipped"][0]["reason"].endswith("is not an upload")
+    assert list_keys(s3, output_bucket) == before
