@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import upstream_reference as upstream
 from conftest import encode, scene
 from handler import imaging
 from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
+from scripts import upstream_reference as upstream
 
 LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_pixels": 50_000_000}
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import upstream_reference as upstream
 from conftest import scene
 from handler import preprocess
+from scripts import upstream_reference as upstream
 
 SIZES = [(640, 480), (480, 640), (1920, 1080), (4032, 3024), (100, 100), (300, 40), (257, 255), (1000, 999)]
 

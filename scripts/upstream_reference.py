@@ -1,4 +1,4 @@
-"""Upstream MiDaS's CPU pipeline restated for comparison (isl-org/MiDaS run.py + midas/transforms.py semantics).
+"""Upstream MiDaS CPU pipeline restated (isl-org/MiDaS run.py + midas/transforms.py): tests and the bench baseline.
 
 float64 image/255 → Resize(upper_bound, multiple of 32, cv2.INTER_CUBIC) → normalise → torch forward →
 torch bicubic (align_corners=False) back to the image size → write_depth's min-max to uint8/uint16.
