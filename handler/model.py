@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,12 @@ def available_cpus() -> int:
     except (OSError, ValueError):
         pass
     return max(1, cpus)
+
+
+def _release_freed_heap() -> None:
+    """Give the heap ORT freed while building the session back to the OS (≈55 MB of idle RSS on glibc)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to release
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _sha256(path: Path) -> str:
@@ -82,8 +91,6 @@ class DepthModel:
             model_dir: directory holding model.onnx and manifest.json from the bake.
             threads: intra-op threads; 0 = the CPUs this process may use (Lambda: 2 vCPUs below ~1.8 GB).
         """
-        import time
-
         started = time.perf_counter()
         model_dir = Path(model_dir)
         manifest = Manifest.read(model_dir)
@@ -106,6 +113,7 @@ class DepthModel:
             session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_path}: {exc}") from None
+        _release_freed_heap()
         return cls(manifest, session, threads, time.perf_counter() - started)
 
     def infer(self, net_input: np.ndarray) -> np.ndarray:

@@ -139,22 +139,37 @@ def test_normalise_handles_flat_and_non_finite_maps():
     assert imaging.normalise(depth, 1).tolist() == [[0, 85], [0, 255]]
 
 
+def decode_png(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
 def test_inferno_is_yellow_where_near():
     depth = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (8, 1))  # right side = nearest (largest)
-    bgr = imaging.colorize(depth, "inferno")
+    bgr = decode_png(imaging.heatmap_png(imaging.normalise(depth, 1), "inferno", 1), cv2.IMREAD_COLOR)
     near, far = bgr[4, -1], bgr[4, 0]
     assert near[2] > 200 and near[1] > 200 and near[0] < 180  # yellow-white (B low, G and R high)
     assert far.max() < 30  # black
-    np.testing.assert_array_equal(bgr, cv2.applyColorMap(upstream.write_depth_values(depth, 1), cv2.COLORMAP_INFERNO))
 
 
-def test_png_encodings_round_trip():
+@pytest.mark.parametrize("colormap", ["inferno", "magma", "plasma", "viridis", "turbo"])
+def test_indexed_heatmap_decodes_to_upstreams_applycolormap(colormap):
+    depth = np.random.default_rng(4).random((37, 53), dtype=np.float32) * 9
+    png = imaging.heatmap_png(imaging.normalise(depth, 1), colormap, 1)
+    expected = cv2.applyColorMap(upstream.write_depth_values(depth, 1), imaging.COLORMAPS[colormap])
+    np.testing.assert_array_equal(decode_png(png, cv2.IMREAD_COLOR), expected)
+
+
+def test_gray_heatmap_is_the_8_bit_depth():
+    depth = np.random.default_rng(5).random((20, 30), dtype=np.float32)
+    png = imaging.heatmap_png(imaging.normalise(depth, 1), "gray", 1)
+    np.testing.assert_array_equal(decode_png(png), upstream.write_depth_values(depth, 1))
+
+
+def test_16_bit_depth_png_round_trips():
     depth = np.random.default_rng(1).random((30, 20), dtype=np.float32)
-    heat = cv2.imdecode(np.frombuffer(imaging.encode_png(imaging.colorize(depth), 1), np.uint8), cv2.IMREAD_UNCHANGED)
-    assert heat.shape == (30, 20, 3)
-    png16 = imaging.encode_png(imaging.normalise(depth, 2), 1)
-    back = cv2.imdecode(np.frombuffer(png16, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert back.dtype == np.uint16 and back.max() == 65535 and back.min() == 0
+    back = decode_png(imaging.encode_png(imaging.normalise(depth, 2), 1))
+    assert back.dtype == np.uint16 and back.shape == (30, 20) and back.max() == 65535 and back.min() == 0
+    np.testing.assert_array_equal(back, upstream.write_depth_values(depth, 2))
 
 
 def test_pfm_round_trip_and_header():

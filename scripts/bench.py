@@ -1,0 +1,399 @@
+"""Benchmark: this project vs. the usual MiDaS CPU service, side by side on one machine, in one run.
+
+Baseline = what a typical MiDaS CPU service does: torch eager MidasNet_small from the same checkpoint, upstream's
+float64 preprocessing (scripts/upstream_reference.py), torch bicubic upsampling, OpenCV Inferno, cv2 PNG.
+Project = the Lambda entry (handler.entry: imports + verified ONNX model), then the core path per request.
+
+Every figure comes from fresh worker processes (so cold init and peak RSS are honest):
+  cold init     spawn → handler ready (imports + model load), median of --cold-runs, then the first request;
+  warm latency  bytes in → heatmap PNG bytes out, p50/p95, per-stage breakdown, for 640x480, 1920x1080 and
+                4032x3024 JPEGs; peak RSS per size (VmHWM reset between sizes) and idle RSS after init;
+  disk          size of the runtime dependencies (requirements.txt's closure) vs. the baseline's (torch instead of ORT);
+  FLOP bound    the ONNX forward at 256x192 against 6.9 GFLOP / this machine's measured SGEMM peak;
+  cost          per 1 M images (640x480) at Lambda x86 prices for 1024, 2048 and 3008 MB.
+
+    python scripts/bench.py [--checkpoint PATH] [--model-dir DIR] [--json out.json] [--quick]
+
+Without --checkpoint, a random-weight checkpoint with the official keys/shapes is generated (speed and memory
+do not depend on the weights' values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080), "4032x3024": (4032, 3024)}
+STAGES = ("decode", "preprocess", "inference", "upsample", "colormap", "encode")
+FORWARD_GFLOP = 6.9  # MidasNet_small at 256x192 (../shared/MIDAS.md)
+# Lambda x86 (us-east-1): $ per GB-second and per request; 1 vCPU per 1769 MB.
+PRICE_GB_S = 0.0000166667
+PRICE_REQUEST = 0.20 / 1e6
+MB_PER_VCPU = 1769
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def photo_like_jpeg(width: int, height: int, seed: int = 0) -> bytes:
+    """A JPEG with photo-like statistics (smooth shapes, texture, noise), so codecs work as on real photos."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, size=(max(2, height // 64), max(2, width // 64), 3), dtype=np.uint8)
+    img = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+    img += rng.normal(0, 8, size=img.shape).astype(np.int16)
+    ok, buf = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return buf.tobytes()
+
+
+# ------------------------------------------------------------------------------------------------ workers
+
+
+def _rss_mb(field: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+class ProjectPipeline:
+    """The Lambda entry as deployed: importing it loads and verifies the model."""
+
+    def __init__(self) -> None:
+        import handler.entry
+
+        self.estimator = handler.entry.estimator
+
+    def run(self, data: bytes) -> tuple[bytes, dict[str, float]]:
+        result = self.estimator.estimate(data)
+        png = self.estimator.heatmap_png(result)
+        return png, result.timings
+
+
+class BaselinePipeline:
+    """The usual MiDaS CPU service: torch eager, float64 upstream transform, torch bicubic, OpenCV Inferno."""
+
+    def __init__(self, checkpoint: str) -> None:
+        import cv2  # noqa: F401
+        import fastapi  # noqa: F401  (a service imports its web stack too, as the project does)
+        import mangum  # noqa: F401
+        import torch
+
+        from scripts.midas_net import MidasNetSmall
+
+        self.torch = torch
+        model = MidasNetSmall()
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state) if "optimizer" in state else state)
+        self.model = model.eval()
+
+    def run(self, data: bytes) -> tuple[bytes, dict[str, float]]:
+        import cv2
+        import numpy as np
+
+        from scripts import upstream_reference as upstream
+
+        t, clock = {}, time.perf_counter
+        t0 = clock()
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        t1 = clock()
+        sample = self.torch.from_numpy(upstream.small_transform(rgb))
+        t2 = clock()
+        with self.torch.no_grad():
+            prediction = self.model.forward(sample)
+            t3 = clock()
+            depth = (
+                self.torch.nn.functional.interpolate(
+                    prediction.unsqueeze(1), size=rgb.shape[:2], mode="bicubic", align_corners=False
+                )
+                .squeeze()
+                .numpy()
+            )
+        t4 = clock()
+        heat = cv2.applyColorMap(upstream.write_depth_values(depth, 1), cv2.COLORMAP_INFERNO)
+        t5 = clock()
+        png = cv2.imencode(".png", heat)[1].tobytes()
+        t6 = clock()
+        t.update(
+            decode=t1 - t0, preprocess=t2 - t1, inference=t3 - t2, upsample=t4 - t3, colormap=t5 - t4, encode=t6 - t5
+        )
+        return png, t
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Child process: init, say READY, then serve the requests named on the command line; JSON on stdout."""
+    pipeline = ProjectPipeline() if args.worker == "project" else BaselinePipeline(args.checkpoint)
+    print("READY", flush=True)
+    report: dict = {"idle_rss_mb": _rss_mb(), "sizes": {}}
+    images = json.loads(Path(args.images).read_text())
+    first = True
+    for name in args.sizes.split(","):
+        data = bytes.fromhex(images[name])
+        _reset_peak_rss()
+        latencies, stages = [], {s: [] for s in STAGES}
+        for i in range(args.repeats + 1):
+            started = time.perf_counter()
+            png, timings = pipeline.run(data)
+            elapsed = time.perf_counter() - started
+            if first:
+                report["first_request_s"] = elapsed
+                first = False
+            if i == 0:
+                continue  # the first run of each size warms caches and allocators
+            latencies.append(elapsed)
+            for stage in STAGES:
+                stages[stage].append(timings.get(stage, 0.0))
+        if not latencies:  # a cold-start run: only init and the first request matter
+            continue
+        report["sizes"][name] = {
+            "p50_ms": 1000 * statistics.median(latencies),
+            "p95_ms": 1000 * _percentile(latencies, 95),
+            "stages_ms": {s: 1000 * statistics.median(v) for s, v in stages.items()},
+            "peak_rss_mb": _rss_mb("VmHWM"),
+            "png_bytes": len(png),
+        }
+    print("RESULT " + json.dumps(report), flush=True)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def spawn(kind: str, env: dict[str, str], images: Path, sizes: str, repeats: int, checkpoint: str) -> dict:
+    """Start a worker; time spawn → READY (cold init) from here, then collect its report."""
+    cmd = [sys.executable, __file__, "--worker", kind, "--images", str(images), "--sizes", sizes]
+    cmd += ["--repeats", str(repeats), "--checkpoint", checkpoint]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    ready = None
+    report = None
+    for line in proc.stdout:
+        if line.startswith("READY") and ready is None:
+            ready = time.perf_counter() - started
+        elif line.startswith("RESULT "):
+            report = json.loads(line[7:])
+    if proc.wait() != 0 or report is None:
+        raise SystemExit(f"{kind} worker failed (exit {proc.returncode})")
+    report["cold_init_s"] = ready
+    return report
+
+
+# ------------------------------------------------------------------------------------------------ machine facts
+
+
+def sgemm_peak_gflops() -> float:
+    """Best of several float32 GEMMs (numpy's BLAS, all cores): this machine's practical FLOP/s peak."""
+    import numpy as np
+
+    n = 2048
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = a.T.copy()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(10))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def forward_ms(model_dir: str) -> float:
+    """Median ORT forward at 256x192 with the project's session settings."""
+    import numpy as np
+
+    from handler.model import DepthModel
+
+    model = DepthModel.load(model_dir)
+    x = np.random.default_rng(0).standard_normal((1, 3, 192, 256), dtype=np.float32)
+    for _ in range(5):
+        model.infer(x)
+    return 1000 * statistics.median(_timed(lambda: model.infer(x)) for _ in range(40))
+
+
+def dependency_mb(requirements: list[str]) -> float:
+    """Installed size of the named distributions and everything they require (this venv's files)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    total = 0
+    todo = list(requirements)
+    while todo:
+        req = Requirement(todo.pop())
+        name = req.name.lower().replace("_", "-")
+        if name in seen or (req.marker and not req.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            continue
+        total += sum(f.size or 0 for f in dist.files or [])
+        todo += [r for r in dist.requires or [] if "extra ==" not in r]
+    return total / 1e6
+
+
+def runtime_requirements() -> list[str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def cost_per_million(seconds_at_2_vcpu: float, memory_mb: int) -> tuple[float, float]:
+    """(duration s, $) assuming CPU-bound work that scales with vCPUs (memory/1769 MB), measured on 2 vCPUs."""
+    vcpus = min(memory_mb / MB_PER_VCPU, 6)
+    duration = seconds_at_2_vcpu * 2 / min(vcpus, 2)
+    return duration, 1e6 * (duration * memory_mb / 1024 * PRICE_GB_S + PRICE_REQUEST)
+
+
+def print_table(r: dict) -> None:
+    p, b = r["project"], r["baseline"]
+
+    def row(label, pv, bv, unit="", fmt="{:.0f}"):
+        ratio = pv / bv if bv else float("nan")
+        print(f"| {label} | {fmt.format(pv)}{unit} | {fmt.format(bv)}{unit} | {ratio:.2f} |")
+
+    print(f"\nMachine: {r['machine']}\n")
+    print("| figure | project | baseline | project/baseline |\n| --- | ---: | ---: | ---: |")
+    row("cold init (spawn → ready)", p["cold_init_s"], b["cold_init_s"], " s", "{:.2f}")
+    row("first request after init (640x480)", 1000 * p["first_request_s"], 1000 * b["first_request_s"], " ms")
+    row("idle RSS after init", p["idle_rss_mb"], b["idle_rss_mb"], " MB")
+    for size in SIZES:
+        ps, bs = p["sizes"][size], b["sizes"][size]
+        row(f"{size} warm p50", ps["p50_ms"], bs["p50_ms"], " ms")
+        row(f"{size} warm p95", ps["p95_ms"], bs["p95_ms"], " ms")
+        row(f"{size} peak RSS", ps["peak_rss_mb"], bs["peak_rss_mb"], " MB")
+    row("runtime dependencies on disk", r["disk_mb"]["project"], r["disk_mb"]["baseline"], " MB")
+    print("\nPer-stage medians (ms), project / baseline:\n")
+    print("| size | " + " | ".join(STAGES) + " |\n| --- |" + " ---: |" * len(STAGES))
+    for size in SIZES:
+        cells = [f"{p['sizes'][size]['stages_ms'][s]:.1f} / {b['sizes'][size]['stages_ms'][s]:.1f}" for s in STAGES]
+        print(f"| {size} | " + " | ".join(cells) + " |")
+    f = r["forward"]
+    print(
+        f"\nONNX forward at 256x192: {f['ms']:.1f} ms; SGEMM peak {f['sgemm_gflops']:.0f} GFLOP/s → FLOP bound "
+        f"{f['bound_ms']:.1f} ms for {FORWARD_GFLOP} GFLOP; ratio {f['ratio_to_bound']:.2f}"
+    )
+    print("\nCost per 1 M images (640x480, warm), Lambda x86 $0.0000166667/GB-s + $0.20/M requests;")
+    print("assumes CPU-bound work scaling with vCPUs = memory/1769 MB, measured here on 2 vCPUs:\n")
+    print("| memory | vCPUs | project duration | project $ | baseline duration | baseline $ |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for mem, c in r["cost"].items():
+        print(
+            f"| {mem} MB | {int(mem) / MB_PER_VCPU:.2f} | {1000 * c['project_s']:.0f} ms | {c['project_usd']:.2f} | "
+            f"{1000 * c['baseline_s']:.0f} ms | {c['baseline_usd']:.2f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="official-format checkpoint (default: generate a random-weight one)")
+    parser.add_argument("--model-dir", help="baked model (default: bake the checkpoint into a temp dir)")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--repeats", type=int, default=0, help="warm runs per size (default: 30/15/5 by size)")
+    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="few repeats (a smoke run, not for the README)")
+    # worker mode (internal)
+    parser.add_argument("--worker", choices=["project", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--images", help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    tmp = Path(tempfile.mkdtemp(prefix="midas-bench-"))
+    checkpoint = args.checkpoint
+    if not checkpoint:
+        from scripts import make_test_checkpoint
+
+        checkpoint = str(make_test_checkpoint.write_checkpoint(tmp / "checkpoint.pt"))
+    model_dir = args.model_dir
+    if not model_dir:
+        from scripts import bake_weights
+
+        model_dir = str(tmp / "model")
+        bake_weights.bake(Path(checkpoint), checkpoint, Path(model_dir))
+    images = tmp / "images.json"
+    images.write_text(json.dumps({name: photo_like_jpeg(*wh).hex() for name, wh in SIZES.items()}))
+
+    env = {**os.environ, "MODEL_DIR": model_dir, "POWERTOOLS_LOG_LEVEL": "ERROR", "AWS_DEFAULT_REGION": "us-east-1"}
+    repeats = {"640x480": 30, "1920x1080": 15, "4032x3024": 5}
+    if args.quick:
+        repeats = dict.fromkeys(SIZES, 2)
+    if args.repeats:
+        repeats = dict.fromkeys(SIZES, args.repeats)
+
+    results: dict = {"machine": _machine()}
+    for kind in ("project", "baseline"):
+        print(f"measuring {kind} …", file=sys.stderr, flush=True)
+        colds = [spawn(kind, env, images, "640x480", 0, checkpoint) for _ in range(args.cold_runs)]
+        report: dict = {
+            "cold_init_s": statistics.median(c["cold_init_s"] for c in colds),
+            "first_request_s": statistics.median(c["first_request_s"] for c in colds),
+            "idle_rss_mb": statistics.median(c["idle_rss_mb"] for c in colds),
+            "sizes": {},
+        }
+        for size in SIZES:  # one process per size: peak RSS of that size alone
+            report["sizes"][size] = spawn(kind, env, images, size, repeats[size], checkpoint)["sizes"][size]
+        results[kind] = report
+
+    ms = forward_ms(model_dir)
+    peak = sgemm_peak_gflops()
+    bound = FORWARD_GFLOP / peak * 1000
+    results["forward"] = {"ms": ms, "sgemm_gflops": peak, "bound_ms": bound, "ratio_to_bound": ms / bound}
+    base_reqs = [r for r in runtime_requirements() if not r.startswith("onnxruntime")] + ["torch"]
+    results["disk_mb"] = {"project": dependency_mb(runtime_requirements()), "baseline": dependency_mb(base_reqs)}
+    results["cost"] = {}
+    for mem in (1024, 2048, 3008):
+        pd, pc = cost_per_million(results["project"]["sizes"]["640x480"]["p50_ms"] / 1000, mem)
+        bd, bc = cost_per_million(results["baseline"]["sizes"]["640x480"]["p50_ms"] / 1000, mem)
+        results["cost"][str(mem)] = {"project_s": pd, "project_usd": pc, "baseline_s": bd, "baseline_usd": bc}
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _machine() -> str:
+    import platform
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    cpus = len(os.sched_getaffinity(0))
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {cpus} CPUs, {mem:.0f} GiB, Python {platform.python_version()}, Linux {platform.release()}"
+
+
+if __name__ == "__main__":
+    main()
