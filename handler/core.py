@@ -82,7 +82,7 @@ class DepthEstimator:
     def depth_png16(self, result: DepthResult) -> bytes:
         """Min-max normalised depth as a 16-bit grayscale PNG (upstream run.py ``bits=2``)."""
         with result.stage("encode"):
-            return imaging.encode_png(imaging.normalise(result.depth, bits=2), self.settings.png_compression)
+            return imaging.depth_png16(imaging.normalise(result.depth, bits=2), self.settings.png_compression)
 
     def depth_pfm(self, result: DepthResult) -> bytes:
         """The raw float32 depth as PFM (upstream run.py ``write_pfm``)."""

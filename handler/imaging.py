@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import sys
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from handler.colormaps import PALETTES
 from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
 
 # We enforce our own pixel limit (Settings.max_image_pixels) from the header, before decoding; Pillow's global
@@ -20,14 +20,7 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF"})
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"})
 _EXIF_ORIENTATION = 0x0112
 
-COLORMAPS: dict[str, int | None] = {
-    "inferno": cv2.COLORMAP_INFERNO,
-    "magma": cv2.COLORMAP_MAGMA,
-    "plasma": cv2.COLORMAP_PLASMA,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "turbo": cv2.COLORMAP_TURBO,
-    "gray": None,
-}
+COLORMAPS = (*PALETTES, "gray")
 
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -66,7 +59,7 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         gray = np.asarray(img)
         gray = np.right_shift(gray, 8) if gray.dtype.kind in "iu" and gray.max(initial=0) > 255 else gray
         gray = np.clip(gray, 0, 255).astype(np.uint8)
-        return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+        return np.repeat(gray[:, :, np.newaxis], 3, axis=2)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")  # Pillow warns when a palette's transparency goes straight to RGB
     return np.asarray(img.convert("RGB"))  # drops alpha; gray, palette, CMYK, YCbCr → RGB
@@ -88,15 +81,6 @@ def normalise(depth: np.ndarray, bits: int) -> np.ndarray:
     return out.astype(np.uint8 if bits == 1 else np.uint16)
 
 
-def _palette(code: int) -> bytes:
-    """cv2's colormap as a 256-entry RGB palette: index i is applyColorMap's colour for grey level i."""
-    bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), code)
-    return bgr[:, 0, ::-1].tobytes()
-
-
-_PALETTES = {name: _palette(code) for name, code in COLORMAPS.items() if code is not None}
-
-
 def heatmap_png(levels: np.ndarray, colormap: str, compression: int) -> bytes:
     """8-bit depth levels (:func:`normalise`) → indexed PNG whose palette is the colormap.
 
@@ -108,17 +92,21 @@ def heatmap_png(levels: np.ndarray, colormap: str, compression: int) -> bytes:
         img = Image.frombuffer("L", (width, height), np.ascontiguousarray(levels), "raw", "L", 0, 1)
     else:
         img = Image.frombytes("P", (width, height), np.ascontiguousarray(levels))
-        img.putpalette(_PALETTES[colormap])
+        img.putpalette(PALETTES[colormap])
+    return _png(img, compression)
+
+
+def depth_png16(levels: np.ndarray, compression: int) -> bytes:
+    """16-bit depth levels (:func:`normalise` with bits=2) → 16-bit grayscale PNG."""
+    height, width = levels.shape
+    img = Image.frombuffer("I;16", (width, height), np.ascontiguousarray(levels, dtype="<u2"), "raw", "I;16", 0, 1)
+    return _png(img, compression)
+
+
+def _png(img: Image.Image, compression: int) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG", compress_level=compression)
     return buf.getvalue()
-
-
-def encode_png(pixels: np.ndarray, compression: int) -> bytes:
-    ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    if not ok:  # pragma: no cover - cv2 only fails on unsupported dtypes, which we never pass
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def pfm_bytes(depth: np.ndarray) -> bytes:
