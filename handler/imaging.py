@@ -69,15 +69,18 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def normalise(depth: np.ndarray, bits: int) -> np.ndarray:
-    """Upstream write_depth: min-max to 0..2**(8*bits)-1, non-finite → 0, truncated to uint8/uint16."""
+    """Upstream write_depth: max_val * (d - min) / (max - min), non-finite → 0, truncated to uint8/uint16.
+
+    Same float32 operations in the same order as upstream (bit-identical levels), done in place on one buffer.
+    """
     if not np.isfinite(depth).all():
         depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(depth.min()), float(depth.max())
-    max_val = (1 << (8 * bits)) - 1
-    if hi - lo <= np.finfo(np.float32).eps:
-        out = np.zeros(depth.shape, dtype=np.float32)
-    else:
-        out = (depth - np.float32(lo)) * np.float32(max_val / (hi - lo))
+    lo, hi = depth.min(), depth.max()
+    if hi - lo <= np.finfo(float).eps:
+        return np.zeros(depth.shape, dtype=np.uint8 if bits == 1 else np.uint16)
+    out = np.subtract(depth, lo, dtype=np.float32)
+    out *= np.float32((1 << (8 * bits)) - 1)
+    out /= hi - lo
     return out.astype(np.uint8 if bits == 1 else np.uint16)
 
 

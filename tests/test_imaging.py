@@ -127,10 +127,13 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding():
 # ------------------------------------------------------------------------------------------------ renderings
 
 
-def test_normalise_is_upstream_write_depth():
-    depth = np.random.default_rng(0).random((40, 50), dtype=np.float32) * 300 + 20
+@pytest.mark.parametrize("seed", range(5))
+def test_normalise_is_upstream_write_depth(seed):
+    depth = np.random.default_rng(seed).random((40, 50), dtype=np.float32) * np.float32(300 + seed) + 20
     for bits in (1, 2):
-        np.testing.assert_array_equal(imaging.normalise(depth, bits), upstream.write_depth_values(depth, bits))
+        out = imaging.normalise(depth, bits)
+        np.testing.assert_array_equal(out, upstream.write_depth_values(depth, bits))
+        assert out.min() == 0 and out.max() >= (1 << (8 * bits)) - 2  # float32: upstream's max is 255 or 254
 
 
 def test_normalise_handles_flat_and_non_finite_maps():
