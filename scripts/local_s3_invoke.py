@@ -1,0 +1,163 @@
+"""`make invoke-s3 IMAGE=photo.jpg`: upload an image to the emulator's input bucket, run the function on the S3 event.
+
+The emulator is the one ``AWS_ENDPOINT_URL`` points at (e.g. LocalStack on http://localhost:4566), or, when it is
+unset, a moto server started for this run (its objects vanish on exit, so outputs are downloaded locally). The
+event is what S3 sends for the upload (events/s3-put.json with this bucket, key, size and ETag; the key
+URL-encoded as S3 encodes it), and the function is the real Lambda entry (handler.entry.lambda_handler).
+
+    python scripts/local_s3_invoke.py IMAGE [--key uploads/name.jpg] [--download DIR] [--event-out FILE]
+
+Prints where the heatmap went. ``--event-out`` saves the event for ``sam local invoke -e FILE``.
+Exit codes: 0 written, 1 the function failed, 2 bad input or no model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote_plus
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+EVENT_TEMPLATE = ROOT / "events" / "s3-put.json"
+INPUT_BUCKET = "midas-local-input"  # the names events/ and events/env-localstack.json use
+OUTPUT_BUCKET = "midas-local-output"
+
+
+@dataclass
+class Context:
+    """The fields of the Lambda context object the function reads."""
+
+    function_name: str = "midas-depth-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:midas-depth-local"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/midas-depth-local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def s3_event(bucket: str, key: str, size: int, etag: str, region: str) -> dict:
+    """The notification S3 sends for a PUT: events/s3-put.json with this object (key form-encoded, as S3 does)."""
+    event = json.loads(EVENT_TEMPLATE.read_text())
+    record = event["Records"][0]
+    record["awsRegion"] = region
+    record["eventTime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    record["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+    record["s3"]["object"].update(key=quote_plus(key, safe="/"), size=size, eTag=etag)
+    record["s3"]["object"]["sequencer"] = hashlib.sha256(f"{bucket}/{key}/{etag}".encode()).hexdigest()[:18].upper()
+    return event
+
+
+def start_moto() -> str:
+    """A moto S3 server on 127.0.0.1 for this run; sets AWS_ENDPOINT_URL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not one line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+    return os.environ["AWS_ENDPOINT_URL"]
+
+
+def ensure_bucket(s3, name: str, region: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError:
+        extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=name, **extra)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image", type=Path, help="a local image file")
+    parser.add_argument("--bucket", default=INPUT_BUCKET, help=f"input bucket (default {INPUT_BUCKET})")
+    parser.add_argument("--key", help="object key (default uploads/<file name>)")
+    parser.add_argument("--output-bucket", default=OUTPUT_BUCKET, help=f"output bucket (default {OUTPUT_BUCKET})")
+    parser.add_argument("--model-dir", type=Path, help="baked model (default $MODEL_DIR or layer/model)")
+    parser.add_argument("--download", type=Path, help="copy the outputs here (default with moto: artifacts/)")
+    parser.add_argument("--event-out", type=Path, help="also save the S3 event (for sam local invoke -e)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.image.is_file():
+        print(f"error: no such image: {args.image}", file=sys.stderr)
+        return 2
+    model_dir = args.model_dir or Path(os.environ.get("MODEL_DIR") or ROOT / "layer" / "model")
+    if not (model_dir / "manifest.json").is_file():
+        print(f"error: no baked model in {model_dir}: run 'make bake' (or pass --model-dir)", file=sys.stderr)
+        return 2
+    key = args.key or f"uploads/{args.image.name}"
+
+    # Emulator credentials and region unless the caller set their own (LocalStack accepts any).
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    region = os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION", "us-east-1"))
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    embedded = not endpoint
+    if embedded:
+        endpoint = start_moto()
+    download = args.download or (ROOT / "artifacts" if embedded else None)
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    for bucket in (args.bucket, args.output_bucket):
+        ensure_bucket(s3, bucket, region)
+    body = args.image.read_bytes()
+    etag = s3.put_object(Bucket=args.bucket, Key=key, Body=body)["ETag"].strip('"')
+    print(f"uploaded {args.image} -> s3://{args.bucket}/{key} ({endpoint}{' embedded moto' if embedded else ''})")
+    event = s3_event(args.bucket, key, len(body), etag, region)
+    if args.event_out:
+        args.event_out.write_text(json.dumps(event, indent=2) + "\n")
+        print(f"event saved to {args.event_out}")
+
+    # The deployment's environment, pointed at the emulator's buckets; then the real entry, as Lambda calls it.
+    os.environ.update(MODEL_DIR=str(model_dir), OUTPUT_BUCKET=args.output_bucket, ALLOWED_INPUT_BUCKETS=args.bucket)
+    from handler.entry import lambda_handler
+    from handler.s3 import RecordsFailed
+
+    try:
+        summary = lambda_handler(event, Context())
+    except RecordsFailed as exc:
+        print(f"error: the function failed: {exc}", file=sys.stderr)
+        return 1
+    if not summary["written"]:
+        print(f"error: nothing written: {json.dumps(summary)}", file=sys.stderr)
+        return 1
+    for written in summary["written"]:
+        for kind in ("heatmap", "pfm"):
+            if kind not in written:
+                continue
+            out_key = written[kind]
+            line = f"{kind}: s3://{args.output_bucket}/{out_key}"
+            if download is not None:
+                local = download / out_key
+                local.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(args.output_bucket, out_key, str(local))
+                line += f"  (copied to {local})"
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

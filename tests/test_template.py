@@ -1,0 +1,437 @@
+"""infra/template.yaml, samconfig.toml, the image's build context and events/, checked offline with the real tools.
+
+cfn-lint and ``sam validate --lint`` must pass without credentials; the SAM translator (aws-sam-translator, what
+CloudFormation's transform runs) turns the template into the resources that would be deployed, and the tests read
+those: least-privilege IAM, the S3 trigger's filters against the handler's image extensions, failure handling, the
+HTTP routes against the FastAPI app. The build context is computed by docker-py (what ``sam build`` sends).
+The tools live in .venv-tools (``make tools-venv``): aws-sam-cli pins a boto3 other than requirements.txt's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from handler.config import Settings
+from handler.imaging import IMAGE_EXTENSIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+DOCKERFILE = ROOT / "layer" / "Dockerfile"
+EVENTS = ROOT / "events"
+# Where the deploy/invoke/local sections live (docs/deploy.md until it is merged into the README).
+DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
+TOOLS = ROOT / ".venv-tools" / "bin"
+
+# Runs in .venv-tools: the template as SAM translates it, and the docker build context of layer/Dockerfile.
+_TOOLS_PROBE = r"""
+import json, os, sys
+from docker.utils.build import exclude_paths
+from samcli.yamlhelper import yaml_parse
+from samtranslator.translator.transform import transform
+
+class NoManagedPolicies:  # the template names no managed policies; nothing to look up in IAM
+    def load(self):
+        return {}
+
+root, template_path = sys.argv[1], sys.argv[2]
+raw = yaml_parse(open(template_path).read())
+template = yaml_parse(open(template_path).read())
+for resource in template["Resources"].values():  # what `sam build` fills in after pushing the image
+    if resource.get("Properties", {}).get("PackageType") == "Image":
+        resource["Properties"]["ImageUri"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/midas-depth:latest"
+translated = transform(template, {}, NoManagedPolicies())
+
+function = raw["Resources"]["DepthFunction"]["Metadata"]
+context_dir = os.path.normpath(os.path.join(os.path.dirname(template_path), function["DockerContext"]))
+ignore_file = os.path.join(context_dir, ".dockerignore")
+patterns = []
+if os.path.exists(ignore_file):  # read as docker-py's build() reads it
+    patterns = [l.strip() for l in open(ignore_file).read().splitlines() if l.strip() and l.strip()[0] != "#"]
+context = sorted(exclude_paths(context_dir, patterns, dockerfile=function["Dockerfile"]))
+print(json.dumps({"raw": raw, "translated": translated, "context_dir": context_dir, "context": context}))
+"""
+
+
+@pytest.fixture(scope="session")
+def tools() -> Path:
+    """.venv-tools/bin, made (or brought up to date) by the Makefile's own rule."""
+    done = subprocess.run(["make", "-s", "tools-venv"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"make tools-venv failed:\n{done.stdout}\n{done.stderr}"
+    return TOOLS
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    """No AWS credentials or config at all: the checks must not need an account."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        HOME=str(tmp_path),
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+        SAM_CLI_TELEMETRY="0",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def probe(tools, tmp_path_factory) -> dict:
+    env = _offline_env(tmp_path_factory.mktemp("home"))
+    env["AWS_DEFAULT_REGION"] = "us-east-1"  # the translator needs a region for ARNs; no call is made
+    done = subprocess.run(
+        [tools / "python", "-c", _TOOLS_PROBE, str(ROOT), str(TEMPLATE)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="session")
+def resources(probe) -> dict:
+    return probe["translated"]["Resources"]
+
+
+@pytest.fixture(scope="session")
+def parameters(probe) -> dict:
+    return probe["raw"]["Parameters"]
+
+
+def branches(value):
+    """Both sides of every Fn::If (NoValue dropped): what the template can produce under some parameters."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        _, yes, no = value["Fn::If"]
+        return [b for side in (yes, no) for b in branches(side)]
+    if value == {"Ref": "AWS::NoValue"}:
+        return []
+    return [value]
+
+
+def statements(resources) -> list[dict]:
+    role = resources["DepthFunctionRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    out = []
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            out.extend(branches(statement))
+    return out
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def bucket_name(resources, logical_id: str) -> str:
+    name = resources[logical_id]["Properties"]["BucketName"]
+    assert set(name) == {"Fn::Sub"} and isinstance(name["Fn::Sub"], str), "bucket names are plain !Sub strings"
+    return name["Fn::Sub"]
+
+
+# ------------------------------------------------------------------------------------------------ the tools
+
+
+def test_cfn_lint_passes(tools, tmp_path):
+    done = subprocess.run(
+        [tools / "cfn-lint", "--include-checks", "I", "--", str(TEMPLATE.relative_to(ROOT))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_offline_env(tmp_path),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_sam_validate_lint_passes_offline(tools, tmp_path):
+    # As CI and the README run it: from the repository root, the template found through samconfig.toml.
+    done = subprocess.run(
+        [tools / "sam", "validate", "--lint", "--region", "us-east-1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_offline_env(tmp_path),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{TEMPLATE} is a valid SAM Template" in done.stdout
+
+
+# ------------------------------------------------------------------------------------------------ function
+
+
+def test_function_is_the_image_built_from_layer_dockerfile(probe, resources, parameters):
+    function = resources["DepthFunction"]
+    assert function["Type"] == "AWS::Lambda::Function"
+    assert function["Properties"]["PackageType"] == "Image"
+    metadata = probe["raw"]["Resources"]["DepthFunction"]["Metadata"]
+    assert Path(probe["context_dir"]) == ROOT
+    assert (ROOT / metadata["Dockerfile"]).resolve() == DOCKERFILE
+    build_args = set(re.findall(r"^ARG (\w+)", DOCKERFILE.read_text(), re.MULTILINE))
+    assert set(metadata["DockerBuildArgs"]) <= build_args, "every DockerBuildArgs key is an ARG of the Dockerfile"
+    assert metadata["DockerBuildArgs"]["MODEL_SOURCE"] in ("bake", "prebaked")
+
+    props = function["Properties"]
+    assert props["MemorySize"] == {"Ref": "MemorySize"} and props["Timeout"] == {"Ref": "Timeout"}
+    assert props["Architectures"] == [{"Ref": "Architecture"}]
+    assert set(parameters["Architecture"]["AllowedValues"]) == {"x86_64", "arm64"}
+    assert branches(props["ReservedConcurrentExecutions"]) == [{"Ref": "ReservedConcurrency"}]
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "DepthFunctionLogGroup"}
+    assert resources["DepthFunctionLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+    for name in ("MemorySize", "Timeout", "ReservedConcurrency", "LogRetentionInDays"):
+        assert "Default" in parameters[name] and parameters[name]["Description"]
+
+
+def test_function_environment_names_are_settings_the_handler_reads(resources):
+    variables = resources["DepthFunction"]["Properties"]["Environment"]["Variables"]
+    ours = {name for name in variables if not name.startswith(("AWS_", "POWERTOOLS_"))}
+    assert ours == {"OUTPUT_BUCKET", "OUTPUT_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH"}
+    assert {name.lower() for name in ours} <= set(Settings.model_fields)
+    assert variables["OUTPUT_BUCKET"] == {"Fn::Sub": bucket_name(resources, "OutputBucket")}
+    assert variables["ALLOWED_INPUT_BUCKETS"] == {"Fn::Sub": bucket_name(resources, "InputBucket")}
+    assert variables["AWS_ENDPOINT_URL"] == ""  # empty = real AWS; declared so sam local --env-vars can set it
+
+
+# ------------------------------------------------------------------------------------------------ HTTP
+
+
+def test_http_api_routes_are_the_apps_routes(resources, entry):
+    paths = resources["HttpApi"]["Properties"]["Body"]["paths"]
+    routed = {(method.upper(), path) for path, methods in paths.items() for method in methods}
+    assert routed == {
+        ("GET", "/"),
+        ("GET", "/health"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+        ("POST", "/predict"),
+        ("POST", "/depth"),
+    }
+    served = {(m, r.path) for r in entry.app.routes for m in getattr(r, "methods", ())}
+    assert routed <= served, routed - served
+    for methods in paths.values():
+        for operation in methods.values():
+            assert operation["x-amazon-apigateway-integration"]["payloadFormatVersion"] == "2.0"
+    permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert sum(p["Properties"]["Principal"] == "apigateway.amazonaws.com" for p in permissions) == len(routed)
+
+
+def test_api_event_payload_is_for_a_routed_path(resources):
+    paths = resources["HttpApi"]["Properties"]["Body"]["paths"]
+    for name in ("api-depth-png.json", "api-health.json"):
+        event = json.loads((EVENTS / name).read_text())
+        method, path = event["requestContext"]["http"]["method"], event["rawPath"]
+        assert event["version"] == "2.0" and event["routeKey"] == f"{method} {path}"
+        assert method.lower() in paths[path]
+
+
+def test_api_url_output_and_optional_function_url(probe, resources, parameters):
+    outputs = probe["translated"]["Outputs"]
+    assert "${HttpApi}.execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    assert outputs["FunctionUrl"]["Condition"] == "HasFunctionUrl"
+    url = resources["DepthFunctionUrl"]
+    assert url["Condition"] == "HasFunctionUrl" and url["Properties"]["AuthType"] == {"Ref": "FunctionUrlAuthType"}
+    assert parameters["EnableFunctionUrl"]["Default"] == "false"
+    assert parameters["FunctionUrlAuthType"]["Default"] == "AWS_IAM"
+    public = [r for r in resources.values() if r.get("Condition") == "HasPublicFunctionUrl"]
+    assert {p["Properties"]["Action"] for p in public} == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+    invoke = next(p for p in public if p["Properties"]["Action"] == "lambda:InvokeFunction")
+    assert invoke["Properties"]["InvokedViaFunctionUrl"] is True  # not a public invoke of the function itself
+
+
+# ------------------------------------------------------------------------------------------------ S3
+
+
+def test_buckets_are_separate_private_encrypted_and_named_with_sub(resources):
+    names = {bucket_name(resources, b) for b in ("InputBucket", "OutputBucket")}
+    assert len(names) == 2
+    for logical_id in ("InputBucket", "OutputBucket"):
+        props = resources[logical_id]["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert "NotificationConfiguration" not in resources["OutputBucket"]["Properties"]  # outputs never trigger
+
+
+def test_upload_trigger_filters_prefix_and_every_image_suffix(resources):
+    wanted = {ext for e in IMAGE_EXTENSIONS for ext in (e, e.upper())}
+    notification = resources["InputBucket"]["Properties"]["NotificationConfiguration"]
+    queued, direct = branches(notification)
+    for configs, target_key, target in (
+        (queued["QueueConfigurations"], "Queue", {"Fn::GetAtt": ["IngestQueue", "Arn"]}),
+        (direct["LambdaConfigurations"], "Function", {"Fn::GetAtt": ["DepthFunction", "Arn"]}),
+    ):
+        suffixes = []
+        for config in configs:
+            assert config["Event"] == "s3:ObjectCreated:*" and config[target_key] == target
+            rules = {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]}
+            assert rules["prefix"] == {"Ref": "UploadPrefix"}
+            suffixes.append(rules["suffix"])
+        assert sorted(suffixes) == sorted(wanted)
+
+
+def test_notification_destinations_exist_before_the_bucket_notification(resources):
+    # S3 validates a notification's destination when it is set: the permission / queue policy must come first.
+    (tag,) = [t for t in resources["InputBucket"]["Properties"]["Tags"] if t["Key"] == "midas-depth-ingest"]
+    condition, queue_side, direct_side = tag["Value"]["Fn::If"]
+    assert condition == "UseQueue"
+    assert {"Ref": "IngestQueuePolicy"} in queue_side["Fn::Select"][1]
+    assert {"Ref": "InputBucketInvokePermission"} in direct_side["Fn::Select"][1]
+    permission = resources["InputBucketInvokePermission"]
+    assert permission["Condition"] == "UseDirect"
+    assert permission["Properties"]["Principal"] == "s3.amazonaws.com"
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    input_arn = "arn:${AWS::Partition}:s3:::" + bucket_name(resources, "InputBucket")
+    assert permission["Properties"]["SourceArn"] == {"Fn::Sub": input_arn}
+
+
+def test_upload_prefix_and_output_prefix_are_folders(parameters):
+    for name, default in (("UploadPrefix", "uploads/"), ("OutputPrefix", "depth/")):
+        param = parameters[name]
+        assert param["Default"] == default and re.fullmatch(param["AllowedPattern"], default)
+        assert not re.fullmatch(param["AllowedPattern"], "") and not re.fullmatch(param["AllowedPattern"], "/x/")
+
+
+# ------------------------------------------------------------------------------------------------ IAM
+
+
+def test_role_is_least_privilege(resources):
+    input_name = bucket_name(resources, "InputBucket")
+    output_name = bucket_name(resources, "OutputBucket")
+    grants: dict[str, set[str]] = {}
+    for statement in statements(resources):
+        assert statement["Effect"] == "Allow"
+        for resource in as_list(statement["Resource"]):
+            assert resource != "*"
+            key = json.dumps(resource, sort_keys=True)
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, action
+                grants.setdefault(key, set()).add(action)
+
+    def sub(text: str) -> str:
+        return json.dumps({"Fn::Sub": text}, sort_keys=True)
+
+    def getatt(logical_id: str) -> str:
+        return json.dumps({"Fn::GetAtt": [logical_id, "Arn"]}, sort_keys=True)
+
+    assert grants == {
+        getatt("DepthFunctionLogGroup"): {"logs:CreateLogStream", "logs:PutLogEvents"},
+        sub(f"arn:${{AWS::Partition}}:s3:::{input_name}/*"): {"s3:GetObject"},
+        sub(f"arn:${{AWS::Partition}}:s3:::{input_name}"): {"s3:ListBucket"},
+        sub(f"arn:${{AWS::Partition}}:s3:::{output_name}/${{OutputPrefix}}*"): {
+            "s3:PutObject",
+            "s3:GetObject",
+            "s3:DeleteObject",
+        },
+        getatt("AsyncFailureQueue"): {"sqs:SendMessage"},
+        getatt("IngestQueue"): {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+    }
+    # No reference from the role or the function to the bucket resources: the names are strings (no cycle).
+    for logical_id in ("DepthFunctionRole", "DepthFunction"):
+        text = json.dumps(resources[logical_id]["Properties"])
+        assert '"InputBucket"' not in text and '"OutputBucket"' not in text
+
+
+# ------------------------------------------------------------------------------------------------ failures
+
+
+def test_async_s3_invocations_have_bounded_retries_and_a_failure_queue(resources, parameters):
+    config = resources["DepthFunctionAsyncConfig"]["Properties"]
+    assert config["FunctionName"] == {"Ref": "DepthFunction"} and config["Qualifier"] == "$LATEST"
+    assert config["MaximumRetryAttempts"] == {"Ref": "AsyncMaxRetryAttempts"}
+    assert 0 <= parameters["AsyncMaxRetryAttempts"]["MaxValue"] <= 2
+    assert config["MaximumEventAgeInSeconds"] == {"Ref": "AsyncMaxEventAgeSeconds"}
+    assert parameters["AsyncMaxEventAgeSeconds"]["MaxValue"] <= 21600
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AsyncFailureQueue", "Arn"]}
+    assert resources["AsyncFailureQueue"]["Properties"]["MessageRetentionPeriod"] == 1209600  # 14 days
+
+
+def test_queue_mode_batches_with_partial_failures_and_a_dead_letter_queue(resources, parameters):
+    mapping = resources["IngestEventSourceMapping"]
+    assert mapping["Condition"] == "UseQueue"
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert props["FunctionName"] == {"Ref": "DepthFunction"}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == {"Ref": "QueueBatchSize"}
+    assert props["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "QueueMaxConcurrency"}
+    redrive = resources["IngestQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] == {"Ref": "QueueMaxReceiveCount"}
+    assert parameters["IngestMode"]["AllowedValues"] == ["direct", "queue"]
+    (statement,) = resources["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    input_arn = "arn:${AWS::Partition}:s3:::" + bucket_name(resources, "InputBucket")
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::Sub": input_arn}
+
+
+# ------------------------------------------------------------------------------------------------ image & config
+
+
+def test_build_context_is_what_the_dockerfile_copies_and_nothing_else(probe):
+    context = set(probe["context"])
+    tracked = subprocess.run(["git", "ls-files", "handler", "scripts"], cwd=ROOT, capture_output=True, text=True)
+    for path in tracked.stdout.split():
+        if "__pycache__" not in path:
+            assert path in context, f"{path} is not sent to docker"
+    for needed in ("requirements.txt", "requirements-bake.txt", "layer/Dockerfile", "handler/static/index.html"):
+        assert needed in context
+    allowed = {"handler", "scripts", "layer", "requirements.txt", "requirements-bake.txt", ".dockerignore"}
+    for path in context:
+        assert path.split("/", 1)[0] in allowed, path
+        assert "__pycache__" not in path and not path.endswith(".pyc")
+    for source in re.findall(r"^COPY (?!--from)(.+?) \S+$", DOCKERFILE.read_text(), re.MULTILINE):
+        for item in source.split():
+            assert item.rstrip("/") in context, f"COPY {item}: not in the build context"
+
+
+def test_dockerfile_is_multi_stage_cpu_torch_bake_and_torch_free_runtime():
+    text = DOCKERFILE.read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "|| true" not in code and "exit 0" not in code
+    bake, runtime = re.split(r"^FROM public\.ecr\.aws/lambda/python:3\.12 AS runtime$", code, flags=re.MULTILINE)
+    assert re.search(r"^FROM python:3\.11-slim AS bake$", bake, re.MULTILINE)
+    assert "https://download.pytorch.org/whl/cpu" in bake and "torch.version.cuda" in bake
+    assert "scripts/bake_weights.py" in bake and "--output /model" in bake
+    for arg in ("MODEL_SOURCE", "CHECKPOINT_URL", "CHECKPOINT_FILE", "CHECKPOINT_SHA256"):
+        assert re.search(rf"^ARG {arg}=", bake, re.MULTILINE)
+    installs = re.findall(r"pip install ([^&\n]+)", runtime)
+    assert installs == ["-r ${LAMBDA_TASK_ROOT}/requirements.txt "], installs
+    assert runtime.index("COPY requirements.txt") < runtime.index("COPY handler/")
+    assert "MODEL_DIR=/opt/ml/model" in runtime and "COPY --from=bake /model/ ${MODEL_DIR}/" in runtime
+    assert re.search(r"HOME=/tmp\b", runtime) and "XDG_CACHE_HOME=/tmp/" in runtime
+    assert runtime.rstrip().endswith('CMD ["handler.entry.lambda_handler"]')
+
+
+def test_samconfig_builds_validates_and_deploys_the_template():
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]
+    assert (ROOT / config["build"]["parameters"]["template_file"]).resolve() == TEMPLATE
+    assert (ROOT / config["validate"]["parameters"]["template_file"]).resolve() == TEMPLATE
+    deploy = config["deploy"]["parameters"]
+    assert "template_file" not in deploy  # deploy must take the built template, which has the image URI
+    assert deploy["capabilities"] == "CAPABILITY_IAM" and "RoleName" not in TEMPLATE.read_text()
+    assert deploy["resolve_image_repos"] is True and deploy["resolve_s3"] is True
+    assert config["global"]["parameters"]["stack_name"]
+
+
+def test_local_env_vars_file_only_sets_variables_the_template_declares(resources):
+    # sam local invoke --env-vars silently ignores variables the template does not declare.
+    declared = set(resources["DepthFunction"]["Properties"]["Environment"]["Variables"])
+    env_vars = json.loads((EVENTS / "env-localstack.json").read_text())
+    assert set(env_vars) == {"DepthFunction"}
+    assert set(env_vars["DepthFunction"]) <= declared
+    assert env_vars["DepthFunction"]["AWS_ENDPOINT_URL"].startswith("http")
+
+
+def test_every_event_file_the_docs_use_exists_and_every_event_file_is_documented():
+    docs = "\n".join(p.read_text() for p in DOCS if p.is_file())
+    used = set(re.findall(r"events/([\w.-]+\.json)", docs))
+    present = {p.name for p in EVENTS.glob("*.json")}
+    assert used and used <= present, used - present
+    assert present <= used, f"undocumented: {present - used}"
+    for name in present:
+        json.loads((EVENTS / name).read_text())
