@@ -197,6 +197,22 @@ def _check_response_budget(*payloads: bytes) -> None:
         )
 
 
+class StagePrefix:
+    """ASGI middleware: behind a REST API stage (``/Prod/...``) tell the app its root path, so that the docs page
+    and the OpenAPI ``servers`` point under the stage. Mangum passes the event as ``scope["aws.event"]``; HTTP API
+    ``$default`` stages and Function URLs have no prefix and pass through unchanged."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        context = (scope.get("aws.event") or {}).get("requestContext") or {}
+        stage, full_path = context.get("stage"), context.get("path")
+        if scope["type"] == "http" and stage and stage != "$default" and str(full_path).startswith(f"/{stage}/"):
+            scope = {**scope, "root_path": f"/{stage}"}
+        await self.app(scope, receive, send)
+
+
 # ------------------------------------------------------------------------------------------------ the app
 
 
@@ -212,6 +228,7 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
         "Larger depth values are nearer; yellow = near.",
     )
     _register_error_handlers(app)
+    app.add_middleware(StagePrefix)
 
     def place(result: DepthResult, data: bytes, source: dict[str, str], output: str, colormap: str, with_depth: bool):
         """Render and put the result where it was asked for; returns the fields of a DepthResponse."""
@@ -281,6 +298,12 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
             "uptime_seconds": round(time.time() - started_at, 1),
             "threads": model.threads,
             "output_bucket_configured": settings.output_bucket is not None,
+            "limits": {
+                "max_image_bytes": settings.max_image_bytes,
+                "max_image_pixels": settings.max_image_pixels,
+                "max_json_bytes": settings.max_json_bytes,
+                "max_response_bytes": LAMBDA_MAX_RESPONSE_BYTES,
+            },
             "versions": {
                 "python": platform.python_version(),
                 **{name: _pkg_version(name) for name in ("onnxruntime", "numpy", "fastapi", "mangum")},

@@ -76,3 +76,19 @@ def test_committed_sam_api_events_are_handled(entry, lambda_context):
         response = entry.lambda_handler(load_event(name), lambda_context)
         assert response["statusCode"] == status, response
         assert json.loads(response_body(response))["error"] == code
+
+
+def test_docs_behind_a_rest_api_stage_point_under_the_stage(entry, lambda_context):
+    """REST API events carry the stage only in requestContext.path: the docs must fetch /prod/openapi.json."""
+    docs = entry.lambda_handler(api_event("v1", "GET", "/docs"), lambda_context)
+    assert docs["statusCode"] == 200 and "'/prod/openapi.json'" in response_body(docs).decode()
+    spec = json.loads(response_body(entry.lambda_handler(api_event("v1", "GET", "/openapi.json"), lambda_context)))
+    assert spec["servers"] == [{"url": "/prod"}]
+    plain = entry.lambda_handler(api_event("v2", "GET", "/docs"), lambda_context)  # $default stage: no prefix
+    assert "'/openapi.json'" in response_body(plain).decode()
+
+
+def test_health_states_the_limits(entry, lambda_context):
+    health = entry.lambda_handler(api_event("v2", "GET", "/health"), lambda_context)
+    limits = json.loads(response_body(health))["limits"]
+    assert limits["max_response_bytes"] == 6 * 1024 * 1024 and limits["max_image_pixels"] > 0
