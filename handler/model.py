@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,12 +98,27 @@ class DepthModel:
         onnx_path = model_dir / manifest.data["onnx_file"]
         if not onnx_path.is_file():
             raise ModelUnavailable(f"{onnx_path} is missing")
-        actual = _sha256(onnx_path)
+        threads = threads or available_cpus()
+        # Hash on a second thread while ORT builds the session (both release the GIL). The digest is judged first
+        # and the session only returned once it matched: a tampered or truncated model is never used.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-sha256") as pool:
+            digest = pool.submit(_sha256, onnx_path)
+            try:
+                session, failure = cls._session(onnx_path, threads), None
+            except ModelUnavailable as exc:
+                session, failure = None, exc
+            actual = digest.result()
         if actual != manifest.data["onnx_sha256"]:
             raise ModelUnavailable(
                 f"{onnx_path} sha256 {actual} does not match manifest {manifest.data['onnx_sha256']}: refusing to start"
             )
-        threads = threads or available_cpus()
+        if failure is not None:
+            raise failure
+        _release_freed_heap()
+        return cls(manifest, session, threads, time.perf_counter() - started)
+
+    @staticmethod
+    def _session(onnx_path: Path, threads: int) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -110,11 +126,9 @@ class DepthModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
-            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_path}: {exc}") from None
-        _release_freed_heap()
-        return cls(manifest, session, threads, time.perf_counter() - started)
 
     def infer(self, net_input: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float32 → (h, w) float32 relative inverse depth."""
