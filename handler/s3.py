@@ -17,14 +17,21 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 
 from handler import outputs
 from handler.core import DepthEstimator
-from handler.errors import DepthError, OutputNotConfigured
+from handler.errors import DepthError, InvalidRequest, OutputNotConfigured
 from handler.imaging import IMAGE_EXTENSIONS
 from handler.logs import logger
 from handler.s3io import S3Store
 
 
 class RecordsFailed(Exception):
-    """Raised after all records ran when any failed: the invocation fails so Lambda retries it."""
+    """Raised after all records ran when any failed: the invocation fails so Lambda retries it.
+
+    ``summary`` accounts for every record of the event (written, skipped, failed), like a successful return.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -54,10 +61,15 @@ def is_sqs_event(event: Any) -> bool:
 def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Outcome:
     """One S3 record → heatmap (+ PFM when enabled) under ``<output prefix><key without extension>``."""
     settings = estimator.settings
-    bucket = record.s3.bucket.name
-    key = unquote_plus(record.s3.get_object.key)  # AWS and emulators encode spaces/unicode differently
-    if not record.event_name.startswith("ObjectCreated"):
-        return Outcome(bucket, key, "skipped", f"{record.event_name} is not an upload")
+    try:
+        bucket = record.s3.bucket.name
+        key = unquote_plus(record.s3.get_object.key)  # AWS and emulators encode spaces/unicode differently
+        event_name = record.event_name
+    except (KeyError, TypeError, AttributeError) as exc:  # a hand-made event: fail this record, not the batch
+        logger.error("malformed S3 record", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return Outcome("", "", "failed", "malformed_record: no s3.bucket.name, s3.object.key or eventName")
+    if not event_name.startswith("ObjectCreated"):
+        return Outcome(bucket, key, "skipped", f"{event_name} is not an upload")
     if outputs.is_own_output(settings, bucket, key):
         return Outcome(bucket, key, "skipped", "one of this function's own outputs")
     if posixpath.splitext(key)[1].lower() not in IMAGE_EXTENSIONS:
@@ -66,7 +78,7 @@ def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Ou
         if not settings.output_bucket:
             raise OutputNotConfigured("OUTPUT_BUCKET is not configured")
         if ".." in key.split("/"):
-            raise DepthError("key has '..' segments; refusing to derive an output key from it")
+            raise InvalidRequest("key has '..' segments; refusing to derive an output key from it")
         obj = store.get(bucket, key, settings.max_image_bytes)
         result = estimator.estimate(obj.body)
         files = {"heatmap": estimator.heatmap_png(result)}
@@ -125,7 +137,7 @@ def handle_s3_event(event: dict, estimator: DepthEstimator, store: S3Store) -> d
     summary = _summary(outcomes)
     if summary["failed"]:
         failed = "; ".join(f"s3://{f['bucket']}/{f['key']} ({f['reason']})" for f in summary["failed"])
-        raise RecordsFailed(f"{len(summary['failed'])} of {len(outcomes)} records failed: {failed}")
+        raise RecordsFailed(f"{len(summary['failed'])} of {len(outcomes)} records failed: {failed}", summary)
     return summary
 
 

@@ -43,16 +43,33 @@ def translate(exc: Exception, bucket: str, key: str | None = None) -> DepthError
         return S3BadGateway(f"S3 refused the request for {where} ({code or 'unknown error'})")
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
         return S3BadGateway("the function has no AWS credentials for S3")
+    if isinstance(exc, bx.ReadTimeoutError):
+        return S3Unavailable(f"S3 did not answer in time for {where}; retry later")
     if isinstance(exc, bx.BotoCoreError | OSError):
         return S3Unavailable(f"S3 could not be reached for {where}; retry later")
     raise exc
 
 
+# A stalled S3 must fail a call inside API Gateway's 30 s, so that the caller gets our 503 and not the gateway's
+# bare timeout: 3 attempts x (2 s to connect + 5 s to answer) + standard-mode backoff (< 3 s) ≈ 24 s at worst.
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 5.0
+MAX_ATTEMPTS = 3
+
+
 class S3Store:
     """Get/put/delete/presign against S3 with one lazily created client per container."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
         self._client: Any = None
+        self._options = {"connect_timeout": connect_timeout, "read_timeout": read_timeout}
+        self._max_attempts = max_attempts
 
     @property
     def client(self) -> Any:
@@ -63,10 +80,9 @@ class S3Store:
             self._client = boto3.client(
                 "s3",
                 config=Config(
-                    retries={"mode": "standard", "max_attempts": 3},
-                    connect_timeout=3,
-                    read_timeout=20,
+                    retries={"mode": "standard", "total_max_attempts": self._max_attempts},  # initial call included
                     signature_version="s3v4",
+                    **self._options,
                 ),
             )
         return self._client
