@@ -1,4 +1,11 @@
 """MiDaS_small depth estimation on AWS Lambda (ONNX Runtime; no torch at run time).
 
-Importing the package is cheap; the model loads when ``handler.model`` is imported (once per container).
+Importing the package is cheap; the model loads when ``handler.runtime`` is imported (once per container).
 """
+
+import os
+
+# ONNX Runtime owns the CPUs; NumPy's BLAS only does the small resizes around each inference. A second pool of
+# BLAS threads would spin on the same cores between calls and slow the model down by a third (scripts/bench.py).
+# Effective when set before NumPy is first imported, as it is on Lambda (the entry imports this package first).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

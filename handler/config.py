@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     default_colormap: Colormap = "inferno"
     png_compression: int = Field(1, ge=0, le=9, description="zlib level of the PNGs written (1 = fast)")
     ort_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = the CPUs this process may use")
+    ort_spinning: bool = Field(
+        True, description="ORT threads busy-wait between operators (faster on whole cores; off on a fraction of one)"
+    )
 
     @field_validator("allowed_input_buckets", mode="before")
     @classmethod

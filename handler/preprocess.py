@@ -1,9 +1,9 @@
 """MiDaS small transform (upstream ``small_transform``) and the resize of the prediction back to the image size.
 
 Both resizes are bicubic with OpenCV's / torch's kernel (a = -0.75, half-pixel centres, edge pixels replicated),
-written as two small matrix products in NumPy so the runtime needs no OpenCV: ``out = Wy @ image @ Wx.T``.
-Downscaling a photo only touches the (at most 4 per output pixel) source rows and columns the kernel reads, so a
-12 MP image costs about as much as a small one; the resize still runs on float pixels, as upstream's does.
+in NumPy so the runtime needs no OpenCV. Downscaling a photo to the network's size reads only the 4 source rows
+and columns each output pixel uses (a 12 MP photo costs little more than a small one); upsampling the prediction
+is two matrix products, ``Wy @ depth @ Wx.T``, which BLAS does faster than gathering taps.
 """
 
 from __future__ import annotations
@@ -42,44 +42,46 @@ def net_input_size(width: int, height: int, net_size: int = contract.NET_SIZE) -
     )
 
 
-@lru_cache(maxsize=32)
-def cubic_weights(src: int, dst: int) -> np.ndarray:
-    """(dst, src) matrix of bicubic weights: row i holds the ≤ 4 taps output pixel i reads (borders clamped)."""
+@lru_cache(maxsize=64)
+def cubic_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``dst`` output pixels, the 4 source indices (clamped at the borders) and weights it reads."""
     centre = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
     left = np.floor(centre)
     t = centre - left
-    taps = [
-        ((_A * (t + 1) - 5 * _A) * (t + 1) + 8 * _A) * (t + 1) - 4 * _A,
-        ((_A + 2) * t - (_A + 3)) * t * t + 1,
-        ((_A + 2) * (1 - t) - (_A + 3)) * (1 - t) * (1 - t) + 1,
-    ]
-    taps.append(1 - taps[0] - taps[1] - taps[2])
-    weights = np.zeros((dst, src), dtype=np.float64)
-    rows = np.arange(dst)
-    for k, w in enumerate(taps):
-        np.add.at(weights, (rows, np.clip(left.astype(np.int64) + k - 1, 0, src - 1)), w)
-    weights = weights.astype(np.float32)
-    weights.setflags(write=False)  # cached and shared between requests
-    return weights
+    w0 = ((_A * (t + 1) - 5 * _A) * (t + 1) + 8 * _A) * (t + 1) - 4 * _A
+    w1 = ((_A + 2) * t - (_A + 3)) * t * t + 1
+    w2 = ((_A + 2) * (1 - t) - (_A + 3)) * (1 - t) * (1 - t) + 1
+    weights = np.stack([w0, w1, w2, 1 - w0 - w1 - w2], axis=1).astype(np.float32)
+    index = np.clip(left.astype(np.int64)[:, None] + np.arange(-1, 3), 0, src - 1)
+    index.setflags(write=False)  # cached and shared between requests
+    weights.setflags(write=False)
+    return index, weights
 
 
-def _used(weights: np.ndarray) -> np.ndarray:
-    """Indices of the source pixels a weight matrix reads."""
-    return np.flatnonzero(np.any(weights != 0, axis=0))
+@lru_cache(maxsize=32)
+def cubic_weights(src: int, dst: int) -> np.ndarray:
+    """The same taps as a dense (dst, src) matrix, for resizes done as matrix products."""
+    index, weights = cubic_taps(src, dst)
+    dense = np.zeros((dst, src), dtype=np.float32)
+    np.add.at(dense, (np.arange(dst)[:, None], index), weights)  # clamped taps add up at the borders
+    dense.setflags(write=False)
+    return dense
 
 
 def to_net_input(rgb: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) → normalised float32 (1, 3, h, w): bicubic resize in float, then ImageNet normalisation.
 
     The resize is linear, so resizing the 0..255 values and then applying (x/255 - mean)/std equals upstream's
-    order of operations; it runs on float pixels (a uint8 resize would round and clip, see MIDAS.md).
+    order of operations; it runs on float pixels (a uint8 resize would round and clip, see MIDAS.md). Only the
+    4 source rows per output row are converted to float, then the 4 columns per output column are combined.
     """
     height, width = rgb.shape[:2]
     net_w, net_h = net_input_size(width, height)
-    wy, wx = cubic_weights(height, net_h), cubic_weights(width, net_w)
-    rows, cols = _used(wy), _used(wx)
-    pixels = rgb[rows[:, None], cols].astype(np.float32).transpose(2, 0, 1)  # (3, rows, cols): only what is read
-    resized = wy[:, rows] @ pixels @ wx[:, cols].T
+    rows, row_w = cubic_taps(height, net_h)
+    cols, col_w = cubic_taps(width, net_w)
+    taps = rgb[rows.ravel()].astype(np.float32).reshape(net_h, 4, width, 3)
+    tall = np.einsum("yk,ykxc->yxc", row_w, taps)  # (net_h, width, 3)
+    resized = np.einsum("xk,yxkc->cyx", col_w, tall[:, cols])  # (3, net_h, net_w)
     return (resized * _SCALE + _OFFSET)[np.newaxis]
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
-
 from handler import outputs
 from handler.core import DepthEstimator
 from handler.errors import DepthError, InvalidRequest, OutputNotConfigured
@@ -113,6 +111,8 @@ def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Ou
 
 
 def process_records(event: dict, estimator: DepthEstimator, store: S3Store) -> list[Outcome]:
+    from aws_lambda_powertools.utilities.data_classes import S3Event  # ~40 ms: only containers that get S3 events
+
     outcomes = [process_record(r, estimator, store) for r in S3Event(event).records]
     for o in outcomes:
         if o.status == "skipped":
@@ -144,6 +144,8 @@ def handle_s3_event(event: dict, estimator: DepthEstimator, store: S3Store) -> d
 def handle_sqs_event(event: dict, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
     """SQS messages wrapping S3 notifications → partial batch response (``ReportBatchItemFailures``)."""
     failures = []
+    from aws_lambda_powertools.utilities.data_classes import SQSEvent
+
     for message in SQSEvent(event).records:
         try:
             body = json.loads(message.body)
