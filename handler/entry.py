@@ -3,13 +3,18 @@ to FastAPI through Mangum. Importing it loads the model once per container."""
 
 from __future__ import annotations
 
+# isort: off
+from handler import runtime  # first: the model starts loading while the web stack below is imported
+
+# isort: on
 from mangum import Mangum
 
 from handler import s3
 from handler.http import create_app
 from handler.logs import logger
-from handler.runtime import estimator, store
 
+estimator = runtime.wait_for_estimator()
+store = runtime.store
 app = create_app(estimator, store)
 asgi_handler = Mangum(app, lifespan="off")  # lifespan would run on every invocation: the model is loaded above
 
