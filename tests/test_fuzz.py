@@ -51,5 +51,5 @@ def test_no_server_errors(base_url, mode):
         seen[f"{case.method} {case.path} {response.status_code}"] += 1
 
     fuzz()
-    print(mode.value, dict(sorted(seen.items())))  # with -s: what was sent and answered (docs/hardening.md)
+    print(mode.value, dict(sorted(seen.items())))  # with -s: what was sent and answered (README: Hardening)
     assert {key.rsplit(" ", 1)[0] for key in seen} >= {"POST /depth", "POST /predict"}

@@ -21,13 +21,13 @@ def test_short_soak(baked_model_dir, tmp_path):
     ]
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}  # the script starts its own S3 emulator
     env["MALLOC_ARENA_MAX"] = (
-        "2"  # glibc's per-thread arenas otherwise grow RSS ~9 % before a plateau (docs/hardening.md)
+        "2"  # glibc's per-thread arenas otherwise grow RSS ~9 % before a plateau (README: Hardening)
     )
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
     assert report.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(report.read_text())
-    print(json.dumps(figures))  # shown with -s: the figures docs/hardening.md quotes
+    print(json.dumps(figures))  # shown with -s: the figures the README's Hardening section quotes
     assert figures["problems"] == [] and done.returncode == 0, figures
     assert figures["requests"] == 180 and figures["warmup_requests"] == 77  # 7 images x 11 kinds of request
     assert len(figures["by_kind"]) == 11 and figures["good_failures"] == figures["bad_not_refused"] == 0

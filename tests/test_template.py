@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 DOCKERFILE = ROOT / "layer" / "Dockerfile"
 EVENTS = ROOT / "events"
-# Where the deploy/invoke/local sections live (docs/deploy.md until it is merged into the README).
-DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
+# Where the deploy/invoke/local sections live.
+DOCS = [ROOT / "README.md"]
 TOOLS = ROOT / ".venv-tools" / "bin"
 
 # Runs in .venv-tools: the template as SAM translates it, and the docker build context of layer/Dockerfile.
