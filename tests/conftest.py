@@ -17,7 +17,6 @@ import os
 import sys
 import urllib.parse
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts import bake_weights, make_test_checkpoint  # noqa: E402
+from scripts.local_s3_invoke import Context  # noqa: E402
 
 # Credentials/region for the emulator only (set before anything creates a boto3 client).
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -145,25 +145,14 @@ def list_keys(s3, bucket: str, prefix: str = "") -> list[str]:
 # ------------------------------------------------------------------------------------------------ Lambda
 
 
-@dataclass
-class LambdaContext:
-    """What the Lambda runtime passes as ``context`` (the fields Powertools and Mangum read)."""
-
-    function_name: str = "midas-depth"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:midas-depth"
-    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
-    log_group_name: str = "/aws/lambda/midas-depth"
-    log_stream_name: str = "2026/11/23/[$LATEST]0"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+# What the Lambda runtime passes as ``context`` (the fields Powertools and Mangum read): the same class
+# `make invoke-s3` uses.
+LambdaContext = Context
 
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return LambdaContext(aws_request_id=str(uuid.uuid4()))
+    return LambdaContext()  # a fresh aws_request_id each time
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import cv2
 import numpy as np
@@ -15,6 +13,7 @@ from conftest import encode, scene
 from handler import imaging
 from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
 from scripts import upstream_reference as upstream
+from scripts.soak import png_claiming
 
 LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_pixels": 50_000_000}
 
@@ -105,20 +104,8 @@ def test_byte_limit():
         decode(encode(scene(64, 64), "PNG"), max_bytes=100)
 
 
-def _png_header_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose IHDR claims ``width``x``height``: a decompression bomb's header."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
-    )
-
-
 def test_pixel_limit_is_checked_from_the_header_before_decoding():
-    bomb = _png_header_claiming(50_000, 50_000)
+    bomb = png_claiming(50_000, 50_000)
     assert len(bomb) < 200
     with pytest.raises(TooManyPixels, match="50000x50000"):
         decode(bomb)
