@@ -251,25 +251,24 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
             fields["depth_map_url"] = fields["heatmap_s3"].url
         return fields
 
+    def log_result(result: DepthResult, source: dict[str, str], size: int) -> dict[str, float]:
+        """One structured log line per image; returns the rounded stage timings it logged."""
+        timings = {k: round(v, 4) for k, v in result.timings.items()}
+        logger.info(
+            "depth estimated",
+            extra={"source": source, "bytes": size, "width": result.width, "height": result.height, "timings": timings},
+        )
+        return timings
+
     def run(data: bytes, source: dict[str, str], output: str, colormap: str, with_depth: bool) -> DepthResponse:
         result = estimator.estimate(data)
         fields = place(result, data, source, output, colormap, with_depth)
-        logger.info(
-            "depth estimated",
-            extra={
-                "source": source,
-                "bytes": len(data),
-                "width": result.width,
-                "height": result.height,
-                "timings": {k: round(v, 4) for k, v in result.timings.items()},
-            },
-        )
         return DepthResponse(
             model_version=model.version,
             width=result.width,
             height=result.height,
             inference_time=round(result.total_seconds, 4),
-            timings={k: round(v, 4) for k, v in result.timings.items()},
+            timings=log_result(result, source, len(data)),
             colormap=colormap,
             **fields,
         )
@@ -391,6 +390,7 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
             cmap = colormap or settings.default_colormap
             result = await run_in_threadpool(estimator.estimate, data)
             png = await run_in_threadpool(estimator.heatmap_png, result, cmap)
+            log_result(result, {"source": "raw body"}, len(data))
             _check_response_budget(png)
             return Response(
                 png,
