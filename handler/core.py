@@ -52,7 +52,7 @@ class DepthEstimator:
     @classmethod
     def load(cls, settings: Settings) -> DepthEstimator:
         """Load and verify the baked model named by ``settings`` (raises ``ModelUnavailable``)."""
-        return cls(settings, DepthModel.load(settings.model_dir, settings.ort_threads, settings.ort_spinning))
+        return cls(settings, DepthModel.from_settings(settings))
 
     def estimate(self, data: bytes) -> DepthResult:
         """Encoded image bytes → relative inverse depth (larger = nearer) at the image's own size."""

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from handler import contract
+from handler.config import Settings
 from handler.errors import ModelUnavailable
 
 
@@ -134,6 +135,11 @@ class DepthModel:
             return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise ModelUnavailable(f"ONNX Runtime cannot load {onnx_path}: {exc}") from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DepthModel:
+        """:meth:`load` with the model directory and thread options of ``settings``."""
+        return cls.load(settings.model_dir, settings.ort_threads, settings.ort_spinning)
 
     def infer(self, net_input: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float32 → (h, w) float32 relative inverse depth."""
