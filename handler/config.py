@@ -8,12 +8,6 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Environment variable names (the template and the README use exactly these).
-ENV_MODEL_DIR = "MODEL_DIR"
-ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"
-ENV_OUTPUT_PREFIX = "OUTPUT_PREFIX"
-ENV_ALLOWED_INPUT_BUCKETS = "ALLOWED_INPUT_BUCKETS"
-
 Colormap = Literal["inferno", "magma", "plasma", "viridis", "turbo", "gray"]
 
 # API Gateway caps request payloads at 10 MB and Lambda caps synchronous responses at 6 MB; base64 adds a third.

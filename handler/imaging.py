@@ -19,8 +19,7 @@ Image.MAX_IMAGE_PIXELS = None
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF"})
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"})
 _EXIF_ORIENTATION = 0x0112
-
-COLORMAPS = (*PALETTES, "gray")
+MAX_SIDE = 16384  # longest side accepted (JPEG's own limit is 65 535; WebP's 16 383)
 
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -40,6 +39,8 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
     width, height = img.size
     if width * height > max_pixels:
         raise TooManyPixels(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels")
+    if max(width, height) > MAX_SIDE:  # a 1 000 000 x 50 strip is few pixels but gigabytes of resize work
+        raise TooManyPixels(f"image is {width}x{height}; no side may exceed {MAX_SIDE} pixels")
     if width < 1 or height < 1:
         raise InvalidImage(f"image has no pixels ({width}x{height})")
     try:
@@ -55,10 +56,11 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     """Any Pillow mode → RGB uint8. Alpha is dropped; 16-bit is reduced to 8-bit as cv2.imread does (>> 8)."""
     if img.mode == "RGB":
         return np.asarray(img)
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float gray
-        gray = np.asarray(img)
-        gray = np.right_shift(gray, 8) if gray.dtype.kind in "iu" and gray.max(initial=0) > 255 else gray
-        gray = np.clip(gray, 0, 255).astype(np.uint8)
+    if img.mode.startswith("I;16"):  # 16-bit gray: the high byte, as cv2.imread reduces it
+        gray = np.right_shift(np.asarray(img), 8).astype(np.uint8)
+        return np.repeat(gray[:, :, np.newaxis], 3, axis=2)
+    if img.mode in ("I", "F"):  # 32-bit integer or float gray (rare TIFFs): values taken as 0..255
+        gray = np.clip(np.asarray(img), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, np.newaxis], 3, axis=2)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")  # Pillow warns when a palette's transparency goes straight to RGB

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ class Manifest:
             raise ModelUnavailable(f"no {contract.MANIFEST_FILE} in {model_dir}: bake the model first") from None
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"unreadable {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ModelUnavailable(f"{path} is not a JSON object")
         missing = {"model", "onnx_file", "onnx_sha256", "checkpoint_sha256", "preprocessing"} - set(data)
         if missing:
             raise ModelUnavailable(f"{path} lacks {', '.join(sorted(missing))}")
@@ -83,7 +86,8 @@ class DepthModel:
     session: ort.InferenceSession
     threads: int
     load_seconds: float
-    runs: int = field(default=0)
+    runs: int = 0  # images inferred so far in this container
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def load(cls, model_dir: str | Path, threads: int = 0, spinning: bool = True) -> DepthModel:
@@ -110,7 +114,10 @@ class DepthModel:
                 session, failure = cls._session(onnx_path, threads, spinning), None
             except ModelUnavailable as exc:
                 session, failure = None, exc
-            actual = digest.result()
+            try:
+                actual = digest.result()
+            except OSError as exc:
+                raise ModelUnavailable(f"cannot read {onnx_path}: {exc.strerror or exc}") from None
         if actual != manifest.data["onnx_sha256"]:
             raise ModelUnavailable(
                 f"{onnx_path} sha256 {actual} does not match manifest {manifest.data['onnx_sha256']}: refusing to start"
@@ -144,7 +151,8 @@ class DepthModel:
     def infer(self, net_input: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float32 → (h, w) float32 relative inverse depth."""
         (out,) = self.session.run([contract.OUTPUT_NAME], {contract.INPUT_NAME: net_input})
-        self.runs += 1
+        with self._lock:  # requests run on several threads under uvicorn
+            self.runs += 1
         return out[0]
 
     @property

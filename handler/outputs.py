@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import posixpath
 from urllib.parse import quote
 
 from handler.config import Settings
+from handler.errors import InvalidRequest
 from handler.s3io import S3Store
 
 # rendering kind → (key suffix, content type)
@@ -33,9 +35,21 @@ def is_own_output(settings: Settings, bucket: str, key: str) -> bool:
     return bucket == settings.output_bucket and key.startswith(settings.output_prefix)
 
 
+# S3 caps an object's user metadata at 2 KB and a key at 1024 bytes (UTF-8).
+MAX_METADATA_VALUE = 400
+MAX_KEY_BYTES = 1024
+
+
 def s3_metadata(**values: str) -> dict[str, str]:
-    """User metadata must be ASCII: non-ASCII values (unicode keys) are percent-encoded."""
-    return {name.replace("_", "-"): quote(str(value), safe="/ -_.:@+=,") for name, value in values.items()}
+    """User metadata must be ASCII (non-ASCII is percent-encoded) and fit S3's 2 KB: a value that would not
+    (a very long key or upload file name) is recorded as ``sha256:<hex>`` of the original instead."""
+    metadata = {}
+    for name, value in values.items():
+        encoded = quote(str(value), safe="/ -_.:@+=,")
+        if len(encoded) > MAX_METADATA_VALUE:
+            encoded = "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()
+        metadata[name.replace("_", "-")] = encoded
+    return metadata
 
 
 def write_outputs(
@@ -43,6 +57,9 @@ def write_outputs(
 ) -> dict[str, str]:
     """Put every rendering under ``stem``; if one fails, delete the ones already written (no partial result)."""
     assert settings.output_bucket, "caller checks that an output bucket is configured"
+    too_long = [k for k in (output_key(settings, stem, kind) for kind in files) if len(k.encode()) > MAX_KEY_BYTES]
+    if too_long:
+        raise InvalidRequest(f"the output key would be {len(too_long[0].encode())} bytes; S3 allows {MAX_KEY_BYTES}")
     written: dict[str, str] = {}
     try:
         for kind, body in files.items():

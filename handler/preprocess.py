@@ -42,7 +42,7 @@ def net_input_size(width: int, height: int, net_size: int = contract.NET_SIZE) -
     )
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def cubic_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``dst`` output pixels, the 4 source indices (clamped at the borders) and weights it reads."""
     centre = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
@@ -58,13 +58,12 @@ def cubic_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weights
 
 
-@lru_cache(maxsize=32)
 def cubic_weights(src: int, dst: int) -> np.ndarray:
-    """The same taps as a dense (dst, src) matrix, for resizes done as matrix products."""
+    """The same taps as a dense (dst, src) matrix, for resizes done as matrix products (built per call: at full
+    image size it is megabytes, not worth keeping)."""
     index, weights = cubic_taps(src, dst)
     dense = np.zeros((dst, src), dtype=np.float32)
     np.add.at(dense, (np.arange(dst)[:, None], index), weights)  # clamped taps add up at the borders
-    dense.setflags(write=False)
     return dense
 
 

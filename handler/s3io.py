@@ -6,6 +6,8 @@ The client is a plain ``boto3.client("s3")``: endpoint, region and credentials c
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,6 @@ class S3Object:
     key: str
     body: bytes
     etag: str
-    content_type: str | None
 
 
 def translate(exc: Exception, bucket: str, key: str | None = None) -> DepthError:
@@ -68,24 +69,35 @@ class S3Store:
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self._client: Any = None
+        self._lock = threading.Lock()
         self._options = {"connect_timeout": connect_timeout, "read_timeout": read_timeout}
         self._max_attempts = max_attempts
 
     @property
     def client(self) -> Any:
         if self._client is None:  # boto3 import + client creation cost ~0.3 s: only paid when S3 is used
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                config=Config(
-                    retries={"mode": "standard", "total_max_attempts": self._max_attempts},  # initial call included
-                    signature_version="s3v4",
-                    **self._options,
-                ),
-            )
+            with self._lock:  # concurrent first requests (uvicorn's threads) must not build it twice
+                if self._client is None:
+                    self._client = self._make_client()
         return self._client
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        # Presigned URLs must name the bucket's region (bucket.s3.<region>.amazonaws.com): the global endpoint
+        # redirects, which breaks SigV4 links to new buckets outside us-east-1. Emulators keep path style.
+        addressing = {} if custom_endpoint else {"s3": {"addressing_style": "virtual"}}
+        return boto3.session.Session().client(
+            "s3",
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": self._max_attempts},  # initial call included
+                signature_version="s3v4",
+                **addressing,
+                **self._options,
+            ),
+        )
 
     def get(self, bucket: str, key: str, max_bytes: int) -> S3Object:
         """Read an object, refusing (413) before download when it is larger than ``max_bytes``."""
@@ -100,7 +112,7 @@ class S3Store:
             raise
         except Exception as exc:
             raise translate(exc, bucket, key) from None
-        return S3Object(bucket, key, body, str(response.get("ETag", "")).strip('"'), response.get("ContentType"))
+        return S3Object(bucket, key, body, str(response.get("ETag", "")).strip('"'))
 
     def put(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
         try:

@@ -82,10 +82,13 @@ def download(url: str, dest: Path, timeout: float = 30.0) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BakeError(f"cannot create download directory {dest.parent}: {exc.strerror}") from None
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "midas-lambda-bake/1"})
+    except ValueError as exc:
+        raise BakeError(f"not a download URL: {url} ({exc})") from None
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "midas-lambda-bake/1"})
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             print(f"downloading {url}", file=sys.stderr)
@@ -121,7 +124,10 @@ def resolve_checkpoint(checkpoint: Path | None, url: str, download_dir: Path) ->
 
 
 def verify_digest(path: Path, expected: str | None) -> str:
-    actual = sha256_file(path)
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        raise BakeError(f"cannot read {path}: {exc.strerror or exc}") from None
     if expected is not None and actual != expected.lower():
         raise BakeError(f"sha256 mismatch for {path}: expected {expected.lower()}, got {actual}")
     return actual
@@ -188,23 +194,29 @@ def export_onnx(model, path: Path) -> None:
         # sides are multiples of 32 (the parity check below runs several such shapes to prove it).
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(
-            model,
-            (dummy,),
-            str(path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[contract.INPUT_NAME],
-            output_names=[contract.OUTPUT_NAME],
-            dynamic_axes={
-                contract.INPUT_NAME: {2: "height", 3: "width"},
-                contract.OUTPUT_NAME: {1: "height", 2: "width"},
-            },
-            do_constant_folding=True,
-        )
+        try:
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[contract.INPUT_NAME],
+                output_names=[contract.OUTPUT_NAME],
+                dynamic_axes={
+                    contract.INPUT_NAME: {2: "height", 3: "width"},
+                    contract.OUTPUT_NAME: {1: "height", 2: "width"},
+                },
+                do_constant_folding=True,
+            )
+        except Exception as exc:  # the exporter raises many types; one line is what the build log needs
+            raise BakeError(f"ONNX export failed: {str(exc).strip().splitlines()[0][:200]}") from None
     import onnx
 
-    onnx.checker.check_model(str(path), full_check=True)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise BakeError(f"the exported model fails onnx.checker: {str(exc).splitlines()[0]}") from None
 
 
 def verify_parity(model, onnx_path: Path, shapes=VERIFY_SHAPES, tolerance: float = PARITY_TOLERANCE) -> dict:
@@ -297,7 +309,10 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
             "versions": _versions(),
             "parity": parity,
         }
-        (staging / contract.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        try:
+            (staging / contract.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        except OSError as exc:
+            raise BakeError(f"cannot write {output}: {exc.strerror or exc}") from None
         _publish(staging, output)
         return manifest
     finally:

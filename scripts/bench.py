@@ -98,13 +98,10 @@ class BaselinePipeline:
         import mangum  # noqa: F401
         import torch
 
-        from scripts.midas_net import MidasNetSmall
+        from scripts.bake_weights import build_model, load_state_dict
 
         self.torch = torch
-        model = MidasNetSmall()
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state) if "optimizer" in state else state)
-        self.model = model.eval()
+        self.model = build_model(load_state_dict(Path(checkpoint)))
 
     def run(self, data: bytes) -> tuple[bytes, dict[str, float]]:
         import cv2
@@ -299,7 +296,7 @@ def print_table(r: dict) -> None:
     f = r["forward"]
     print(
         f"\nONNX forward at 256x192: {f['ms']:.1f} ms; SGEMM peak {f['sgemm_gflops']:.0f} GFLOP/s → FLOP bound "
-        f"{f['bound_ms']:.1f} ms for {FORWARD_GFLOP} GFLOP; ratio {f['ratio_to_bound']:.2f}"
+        f"{f['bound_ms']:.1f} ms for {FORWARD_GFLOP} GFLOP (MIDAS.md); forward/bound {f['ratio_to_bound']:.2f}"
     )
     print("\nCost per 1 M images (640x480, warm), Lambda x86 $0.0000166667/GB-s + $0.20/M requests;")
     print("assumes CPU-bound work scaling with vCPUs = memory/1769 MB, measured here on 2 vCPUs:\n")
@@ -318,7 +315,7 @@ def main() -> None:
     parser.add_argument("--model-dir", help="baked model (default: bake the checkpoint into a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--repeats", type=int, default=0, help="warm runs per size (default: 30/15/5 by size)")
-    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--cold-runs", type=int, default=7, help="spawns per side for cold init (median)")
     parser.add_argument("--quick", action="store_true", help="few repeats (a smoke run, not for the README)")
     # worker mode (internal)
     parser.add_argument("--worker", choices=["project", "baseline"], help=argparse.SUPPRESS)
@@ -328,58 +325,59 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    tmp = Path(tempfile.mkdtemp(prefix="midas-bench-"))
-    checkpoint = args.checkpoint
-    if not checkpoint:
-        from scripts import make_test_checkpoint
+    with tempfile.TemporaryDirectory(prefix="midas-bench-") as scratch:
+        tmp = Path(scratch)
+        checkpoint = args.checkpoint
+        if not checkpoint:
+            from scripts import make_test_checkpoint
 
-        checkpoint = str(make_test_checkpoint.write_checkpoint(tmp / "checkpoint.pt"))
-    model_dir = args.model_dir
-    if not model_dir:
-        from scripts import bake_weights
+            checkpoint = str(make_test_checkpoint.write_checkpoint(tmp / "checkpoint.pt"))
+        model_dir = args.model_dir
+        if not model_dir:
+            from scripts import bake_weights
 
-        model_dir = str(tmp / "model")
-        bake_weights.bake(Path(checkpoint), checkpoint, Path(model_dir))
-    images = tmp / "images.json"
-    images.write_text(json.dumps({name: photo_like_jpeg(*wh).hex() for name, wh in SIZES.items()}))
+            model_dir = str(tmp / "model")
+            bake_weights.bake(Path(checkpoint), checkpoint, Path(model_dir))
+        images = tmp / "images.json"
+        images.write_text(json.dumps({name: photo_like_jpeg(*wh).hex() for name, wh in SIZES.items()}))
 
-    env = {**os.environ, "MODEL_DIR": model_dir, "POWERTOOLS_LOG_LEVEL": "ERROR", "AWS_DEFAULT_REGION": "us-east-1"}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    compileall.compile_dir(ROOT / "handler", quiet=1)  # the image ships compiled bytecode (its build imports it)
-    repeats = {"640x480": 30, "1920x1080": 15, "4032x3024": 5}
-    if args.quick:
-        repeats = dict.fromkeys(SIZES, 2)
-    if args.repeats:
-        repeats = dict.fromkeys(SIZES, args.repeats)
+        env = {**os.environ, "MODEL_DIR": model_dir, "POWERTOOLS_LOG_LEVEL": "ERROR", "AWS_DEFAULT_REGION": "us-east-1"}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        compileall.compile_dir(ROOT / "handler", quiet=1)  # the image ships compiled bytecode (its build imports it)
+        repeats = {"640x480": 30, "1920x1080": 15, "4032x3024": 5}
+        if args.quick:
+            repeats = dict.fromkeys(SIZES, 2)
+        if args.repeats:
+            repeats = dict.fromkeys(SIZES, args.repeats)
 
-    results: dict = {"machine": _machine()}
-    for kind in ("project", "baseline"):
-        print(f"measuring {kind} …", file=sys.stderr, flush=True)
-        colds = [spawn(kind, env, images, "640x480", 0, checkpoint) for _ in range(args.cold_runs)]
-        report: dict = {
-            "cold_init_s": statistics.median(c["cold_init_s"] for c in colds),
-            "first_request_s": statistics.median(c["first_request_s"] for c in colds),
-            "idle_rss_mb": statistics.median(c["idle_rss_mb"] for c in colds),
-            "sizes": {},
-        }
-        for size in SIZES:  # one process per size: peak RSS of that size alone
-            report["sizes"][size] = spawn(kind, env, images, size, repeats[size], checkpoint)["sizes"][size]
-        results[kind] = report
+        results: dict = {"machine": _machine()}
+        for kind in ("project", "baseline"):
+            print(f"measuring {kind} …", file=sys.stderr, flush=True)
+            colds = [spawn(kind, env, images, "640x480", 0, checkpoint) for _ in range(args.cold_runs)]
+            report: dict = {
+                "cold_init_s": statistics.median(c["cold_init_s"] for c in colds),
+                "first_request_s": statistics.median(c["first_request_s"] for c in colds),
+                "idle_rss_mb": statistics.median(c["idle_rss_mb"] for c in colds),
+                "sizes": {},
+            }
+            for size in SIZES:  # one process per size: peak RSS of that size alone
+                report["sizes"][size] = spawn(kind, env, images, size, repeats[size], checkpoint)["sizes"][size]
+            results[kind] = report
 
-    ms = forward_ms(model_dir)
-    peak = sgemm_peak_gflops()
-    bound = FORWARD_GFLOP / peak * 1000
-    results["forward"] = {"ms": ms, "sgemm_gflops": peak, "bound_ms": bound, "ratio_to_bound": ms / bound}
-    base_reqs = [r for r in runtime_requirements() if not r.startswith("onnxruntime")] + ["torch"]
-    results["disk_mb"] = {"project": dependency_mb(runtime_requirements()), "baseline": dependency_mb(base_reqs)}
-    results["cost"] = {}
-    for mem in (1024, 2048, 3008):
-        pd, pc = cost_per_million(results["project"]["sizes"]["640x480"]["p50_ms"] / 1000, mem)
-        bd, bc = cost_per_million(results["baseline"]["sizes"]["640x480"]["p50_ms"] / 1000, mem)
-        results["cost"][str(mem)] = {"project_s": pd, "project_usd": pc, "baseline_s": bd, "baseline_usd": bc}
-    print_table(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        ms = forward_ms(model_dir)
+        peak = sgemm_peak_gflops()
+        bound = FORWARD_GFLOP / peak * 1000
+        results["forward"] = {"ms": ms, "sgemm_gflops": peak, "bound_ms": bound, "ratio_to_bound": ms / bound}
+        base_reqs = [r for r in runtime_requirements() if not r.startswith("onnxruntime")] + ["torch"]
+        results["disk_mb"] = {"project": dependency_mb(runtime_requirements()), "baseline": dependency_mb(base_reqs)}
+        results["cost"] = {}
+        for mem in (1024, 2048, 3008):
+            pd, pc = cost_per_million(results["project"]["sizes"]["640x480"]["p50_ms"] / 1000, mem)
+            bd, bc = cost_per_million(results["baseline"]["sizes"]["640x480"]["p50_ms"] / 1000, mem)
+            results["cost"][str(mem)] = {"project_s": pd, "project_usd": pc, "baseline_s": bd, "baseline_usd": bc}
+        print_table(results)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _machine() -> str:

@@ -57,7 +57,6 @@ def main() -> None:
     ensure_model(model_dir)
     endpoint = start_s3()
     os.environ.update(MODEL_DIR=str(model_dir), OUTPUT_BUCKET=OUTPUT_BUCKET, ALLOWED_INPUT_BUCKETS=INPUT_BUCKET)
-    os.environ.setdefault("WRITE_RAW_DEPTH", "true")
     port = int(os.environ.get("PORT", "8000"))
     url = f"http://127.0.0.1:{port}"
     print(

@@ -104,6 +104,12 @@ def test_byte_limit():
         decode(encode(scene(64, 64), "PNG"), max_bytes=100)
 
 
+def test_an_extreme_side_is_refused_from_the_header():
+    strip = png_claiming(imaging.MAX_SIDE + 1, 2)  # few pixels, but a resize over a very long axis
+    with pytest.raises(TooManyPixels, match="no side may exceed"):
+        decode(strip)
+
+
 def test_pixel_limit_is_checked_from_the_header_before_decoding():
     bomb = png_claiming(50_000, 50_000)
     assert len(bomb) < 200

@@ -162,3 +162,17 @@ def test_skips_own_outputs_non_images_and_deletions(entry, lambda_context, s3, o
     removed = s3_event(output_bucket, "uploads/gone.jpg", event_name="ObjectRemoved:Delete")
     assert entry.lambda_handler(removed, lambda_context)["skipped"][0]["reason"].endswith("is not an upload")
     assert list_keys(s3, output_bucket) == before
+
+
+def test_long_unicode_keys_fit_s3_limits(entry, lambda_context, s3, input_bucket, output_bucket):
+    """Metadata over S3's 2 KB becomes a digest; an output key over 1024 bytes fails the record up front."""
+    long_key = "long/" + "写真" * 150 + ".jpg"  # 905 UTF-8 bytes: fits S3, its percent-encoding (2.7 KB) does not
+    s3.put_object(Bucket=input_bucket, Key=long_key, Body=image_for("x.jpg", 1))
+    result = entry.lambda_handler(s3_event(input_bucket, long_key), lambda_context)
+    meta = s3.head_object(Bucket=output_bucket, Key=result["written"][0]["heatmap"])["Metadata"]
+    assert meta["source-key"].startswith("sha256:") and sum(len(k) + len(v) for k, v in meta.items()) < 2048
+    too_long = "long/" + "é" * 505 + ".jpg"  # 1019 bytes as an input key; depth/ + stem + .png exceeds 1024
+    s3.put_object(Bucket=input_bucket, Key=too_long, Body=image_for("x.jpg", 1))
+    with pytest.raises(RecordsFailed, match="S3 allows 1024"):
+        entry.lambda_handler(s3_event(input_bucket, too_long), lambda_context)
+    assert not [k for k in list_keys(s3, output_bucket, "depth/long/") if "é" in k]

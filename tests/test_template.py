@@ -185,7 +185,7 @@ def test_function_is_the_image_built_from_layer_dockerfile(probe, resources, par
 def test_function_environment_names_are_settings_the_handler_reads(resources):
     variables = resources["DepthFunction"]["Properties"]["Environment"]["Variables"]
     ours = {name for name in variables if not name.startswith(("AWS_", "POWERTOOLS_"))}
-    assert ours == {"OUTPUT_BUCKET", "OUTPUT_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH"}
+    assert ours == {"OUTPUT_BUCKET", "OUTPUT_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH", "ORT_SPINNING"}
     assert {name.lower() for name in ours} <= set(Settings.model_fields)
     assert variables["OUTPUT_BUCKET"] == {"Fn::Sub": bucket_name(resources, "OutputBucket")}
     assert variables["ALLOWED_INPUT_BUCKETS"] == {"Fn::Sub": bucket_name(resources, "InputBucket")}
