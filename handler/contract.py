@@ -5,6 +5,9 @@ Dependency-free on purpose: the bake stage imports it without the runtime's libr
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 MODEL_NAME = "MiDaS_small"
 MODEL_RELEASE = "isl-org/MiDaS v2.1 midas_v21_small_256"
 OFFICIAL_CHECKPOINT_URL = "https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_small_256.pt"
@@ -38,3 +41,12 @@ def preprocessing() -> dict[str, object]:
         "channel_order": "RGB",
         "layout": "NCHW",
     }
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MB chunks (the bake records it, the runtime checks it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()

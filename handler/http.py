@@ -165,11 +165,17 @@ def decode_base64_image(text: str) -> bytes:
         raise InvalidBase64("'image' is not valid base64") from None
 
 
-async def read_body(request: Request, limit: int, what: str) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` (Content-Length first, then streaming)."""
+def refuse_declared_length(request: Request, limit: int, what: str, stated_limit: int | None = None) -> None:
+    """413 before reading anything when the Content-Length header already exceeds ``limit``."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"{what} is {declared} bytes; the limit is {limit} bytes{_S3_HINT}")
+        stated = limit if stated_limit is None else stated_limit
+        raise PayloadTooLarge(f"{what} is {declared} bytes; the limit is {stated} bytes{_S3_HINT}")
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` (Content-Length first, then streaming)."""
+    refuse_declared_length(request, limit, what)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -335,12 +341,8 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
         """Multipart upload (field ``image``) → heatmap URL, the MiDaS WebUI contract."""
         if _media_type(request) != "multipart/form-data":
             raise UnsupportedMediaType("POST /predict expects multipart/form-data with a file field 'image'")
-        limit = settings.max_image_bytes + 64 * 1024
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(
-                f"upload is {declared} bytes; the limit is {settings.max_image_bytes} bytes{_S3_HINT}"
-            )
+        # the multipart envelope (boundaries, part headers) gets 64 KB on top of the image limit
+        refuse_declared_length(request, settings.max_image_bytes + 64 * 1024, "upload", settings.max_image_bytes)
         try:
             form = await request.form(max_files=1, max_fields=16)
         except StarletteHTTPException as exc:

@@ -56,12 +56,11 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     """Any Pillow mode → RGB uint8. Alpha is dropped; 16-bit is reduced to 8-bit as cv2.imread does (>> 8)."""
     if img.mode == "RGB":
         return np.asarray(img)
-    if img.mode.startswith("I;16"):  # 16-bit gray: the high byte, as cv2.imread reduces it
-        gray = np.right_shift(np.asarray(img), 8).astype(np.uint8)
-        return np.repeat(gray[:, :, np.newaxis], 3, axis=2)
-    if img.mode in ("I", "F"):  # 32-bit integer or float gray (rare TIFFs): values taken as 0..255
-        gray = np.clip(np.asarray(img), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, np.newaxis], 3, axis=2)
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        raw = np.asarray(img)
+        # 16-bit gray: the high byte, as cv2.imread reduces it; 32-bit int/float gray (rare TIFFs): 0..255 as is
+        gray = np.right_shift(raw, 8) if img.mode.startswith("I;16") else np.clip(raw, 0, 255)
+        return np.repeat(gray.astype(np.uint8)[:, :, np.newaxis], 3, axis=2)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")  # Pillow warns when a palette's transparency goes straight to RGB
     return np.asarray(img.convert("RGB"))  # drops alpha; gray, palette, CMYK, YCbCr → RGB

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import json
 import math
 import os
@@ -39,14 +38,6 @@ def _release_freed_heap() -> None:
     """Give the heap ORT freed while building the session back to the OS (≈55 MB of idle RSS on glibc)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to release
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -109,7 +100,7 @@ class DepthModel:
         # Hash on a second thread while ORT builds the session (both release the GIL). The digest is judged first
         # and the session only returned once it matched: a tampered or truncated model is never used.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-sha256") as pool:
-            digest = pool.submit(_sha256, onnx_path)
+            digest = pool.submit(contract.sha256_file, onnx_path)
             try:
                 session, failure = cls._session(onnx_path, threads, spinning), None
             except ModelUnavailable as exc:

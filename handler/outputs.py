@@ -57,15 +57,15 @@ def write_outputs(
 ) -> dict[str, str]:
     """Put every rendering under ``stem``; if one fails, delete the ones already written (no partial result)."""
     assert settings.output_bucket, "caller checks that an output bucket is configured"
-    too_long = [k for k in (output_key(settings, stem, kind) for kind in files) if len(k.encode()) > MAX_KEY_BYTES]
-    if too_long:
-        raise InvalidRequest(f"the output key would be {len(too_long[0].encode())} bytes; S3 allows {MAX_KEY_BYTES}")
+    keys = {kind: output_key(settings, stem, kind) for kind in files}
+    longest = max(len(key.encode()) for key in keys.values())
+    if longest > MAX_KEY_BYTES:
+        raise InvalidRequest(f"the output key would be {longest} bytes; S3 allows {MAX_KEY_BYTES}")
     written: dict[str, str] = {}
     try:
         for kind, body in files.items():
-            key = output_key(settings, stem, kind)
-            store.put(settings.output_bucket, key, body, KINDS[kind][1], metadata)
-            written[kind] = key
+            store.put(settings.output_bucket, keys[kind], body, KINDS[kind][1], metadata)
+            written[kind] = keys[kind]
     except Exception:
         for key in written.values():
             with contextlib.suppress(Exception):  # best effort: the original error is what matters

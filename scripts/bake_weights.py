@@ -13,7 +13,6 @@ nothing partial is left in the output directory or the download directory.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ if str(ROOT) not in sys.path:  # `python scripts/bake_weights.py` puts scripts/ 
     sys.path.insert(0, str(ROOT))
 
 from handler import contract  # noqa: E402  (dependency-free module shared with the runtime)
+from handler.contract import sha256_file  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "layer" / "model"
 DEFAULT_DOWNLOAD_DIR = ROOT / "layer" / "checkpoints"
@@ -47,14 +47,6 @@ _CHUNK = 1 << 20
 
 class BakeError(Exception):
     """A failure reported as one line and a non-zero exit."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- sources
