@@ -28,36 +28,20 @@ serve: setup
 	$(BIN)/python scripts/serve_local.py
 
 # ---------------------------------------------------------------------------------------------- image & SAM
-# .venv-runtime: what the Lambda image installs, requirements.txt only (no torch), on Python 3.12 like the base
-#   image, plus awslambdaric (the base image's runtime client); tests/test_image_runtime.py runs the entry in it.
 # .venv-tools: aws-sam-cli + cfn-lint (+ dockerfile, Docker's own Dockerfile parser, for the tests), apart from
-#   .venv because aws-sam-cli pins boto3 to another version.
-RUNTIME_VENV ?= .venv-runtime
+#   .venv because aws-sam-cli pins boto3 to another version. The runtime's own environment is the image itself
+#   (make image; tests/test_image.py).
 TOOLS_VENV ?= .venv-tools
-AWSLAMBDARIC_VERSION := 4.2.2
 SAM_CLI_VERSION := 1.170.0
 CFN_LINT_VERSION := 1.58.0
 DOCKERFILE_PARSER_VERSION := 3.4.0
-ifndef PYTHON_RUNTIME
-PYTHON_RUNTIME := $(or $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
-  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12); print(sys.executable)' 2>/dev/null && break; done),$(PYTHON))
-endif
-RUNTIME_STAMP := $(RUNTIME_VENV)/.installed-awslambdaric-$(AWSLAMBDARIC_VERSION)
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-sam-$(SAM_CLI_VERSION)-cfn-lint-$(CFN_LINT_VERSION)-dockerfile-$(DOCKERFILE_PARSER_VERSION)
 SAM := SAM_CLI_TELEMETRY=0 $(TOOLS_VENV)/bin/sam
 
-.PHONY: runtime-venv tools-venv validate invoke-s3
+.PHONY: tools-venv validate invoke-s3 base-image image bench-image
 
-setup: $(RUNTIME_STAMP) $(TOOLS_STAMP)
-runtime-venv: $(RUNTIME_STAMP)
+setup: $(TOOLS_STAMP)
 tools-venv: $(TOOLS_STAMP)
-
-$(RUNTIME_STAMP): requirements.txt
-	rm -rf $(RUNTIME_VENV)
-	$(PYTHON_RUNTIME) -m venv $(RUNTIME_VENV)
-	$(RUNTIME_VENV)/bin/pip install --quiet -r requirements.txt
-	$(RUNTIME_VENV)/bin/pip install --quiet awslambdaric==$(AWSLAMBDARIC_VERSION)
-	touch $@
 
 $(TOOLS_STAMP):
 	rm -rf $(TOOLS_VENV)
@@ -75,3 +59,24 @@ validate: $(TOOLS_STAMP)
 # running LocalStack, or an embedded moto server when unset). make invoke-s3 IMAGE=photo.jpg [OUT=dir]
 invoke-s3: setup
 	$(BIN)/python scripts/local_s3_invoke.py $(IMAGE) $(if $(OUT),--download $(OUT))
+
+# ---------------------------------------------------------------------------------------------- the image
+# The Lambda base image: present, or pulled, or (where no registry answers) a local stand-in built from Debian
+# packages by scripts/lambda-base-standin.sh (same paths, env, entrypoint and RIE; for local runs only, never
+# to deploy). Needs a running Docker engine; the stand-in also needs root.
+BASE_IMAGE := public.ecr.aws/lambda/python:3.12
+IMAGE ?= midas-depth:local
+MODEL_SOURCE ?= prebaked
+
+base-image:
+	@docker image inspect "$(BASE_IMAGE)" >/dev/null 2>&1 || docker pull "$(BASE_IMAGE)" \
+	  || { echo "$(BASE_IMAGE) cannot be pulled: building the local stand-in" >&2; bash scripts/lambda-base-standin.sh; }
+
+# layer/Dockerfile -> $(IMAGE). MODEL_SOURCE=prebaked ships layer/model/ from `make bake`; bake downloads the
+# official checkpoint and bakes it inside the build (CPU torch from PyTorch's index).
+image: base-image
+	docker build --network host -f layer/Dockerfile --build-arg MODEL_SOURCE="$(MODEL_SOURCE)" -t "$(IMAGE)" .
+
+# The image under the Lambda emulator at Lambda's CPU shares (cold start, warm latency, memory).
+bench-image: setup base-image
+	$(BIN)/python scripts/bench_image.py --sweep --json artifacts/bench-image.json
