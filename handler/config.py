@@ -33,9 +33,11 @@ class Settings(BaseSettings):
     presigned_url_ttl: int = Field(3600, ge=1, le=7 * 24 * 3600, description="seconds a depth_map_url is valid")
     default_colormap: Colormap = "inferno"
     png_compression: int = Field(1, ge=0, le=9, description="zlib level of the PNGs written (1 = fast)")
-    ort_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = the CPUs this process may use")
-    ort_spinning: bool = Field(
-        True, description="ORT threads busy-wait between operators (faster on whole cores; off on a fraction of one)"
+    ort_threads: int = Field(
+        0, ge=0, description="ONNX Runtime intra-op threads; 0 = the CPU share (quota or Lambda memory) in whole cores"
+    )
+    ort_spinning: bool | None = Field(
+        None, description="ORT threads busy-wait between operators; unset = only on whole, unthrottled cores"
     )
 
     @field_validator("allowed_input_buckets", mode="before")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-import math
 import os
 import threading
 import time
@@ -21,17 +20,63 @@ from handler import contract
 from handler.config import Settings
 from handler.errors import ModelUnavailable
 
+# Lambda gives a function CPU time in proportion to its memory: one vCPU's worth at 1769 MB.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+@dataclass(frozen=True)
+class CpuShare:
+    """How much CPU this process may use: the cores it sees and the share of them it is given."""
+
+    cores: int  # the affinity mask: how many CPUs threads can run on
+    share: float  # CPU time available, in cores (a quota or Lambda's memory share); == cores when unlimited
+
+    @property
+    def throttled(self) -> bool:
+        return self.share < self.cores
+
+    @property
+    def threads(self) -> int:
+        """ORT intra-op threads: the share rounded to whole cores (1.16 → 1, 1.7 → 2), at most the cores seen."""
+        return max(1, min(self.cores, round(self.share)))
+
+    @property
+    def spinning(self) -> bool:
+        """Idle ORT threads may busy-wait only on whole, unthrottled cores: under a quota the spin eats the time
+        the next operator needs (measured in the container at --cpus 1.16: 2 threads spinning are slower than
+        2 threads not spinning, and both slower than 1 thread)."""
+        return not self.throttled and self.threads > 1
+
+
+def cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota in cores from cgroup v2 (cpu.max) or v1 (cpu.cfs_quota_us / cpu.cfs_period_us); None = none."""
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = (root / "cpu.max").read_text().split()
+        return None if quota == "max" else int(quota) / int(period)
+    for v1 in (root / "cpu", root / "cpu,cpuacct", root / "cpuacct,cpu"):
+        with contextlib.suppress(OSError, ValueError):
+            quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+            period_us = int((v1 / "cpu.cfs_period_us").read_text())
+            return None if quota_us <= 0 else quota_us / period_us
+    return None
+
+
+def cpu_share() -> CpuShare:
+    """The CPUs this process may use: affinity, capped by a cgroup quota and by Lambda's memory-based share."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = float(cores)
+    quota = cgroup_quota()
+    if quota is not None:
+        share = min(share, quota)
+    memory_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory_mb.isdigit() and int(memory_mb) > 0:  # Lambda shows 2+ vCPUs but throttles them to this share
+        share = min(share, int(memory_mb) / LAMBDA_MB_PER_VCPU)
+    return CpuShare(cores=max(1, cores), share=max(share, 0.01))
+
 
 def available_cpus() -> int:
-    """CPUs this process may actually use: the affinity mask, capped by a cgroup v2 CPU quota if there is one."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
+    """Whole CPUs this process may use (see :func:`cpu_share`)."""
+    return cpu_share().threads
 
 
 def _release_freed_heap() -> None:
@@ -81,14 +126,15 @@ class DepthModel:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, model_dir: str | Path, threads: int = 0, spinning: bool = True) -> DepthModel:
+    def load(cls, model_dir: str | Path, threads: int = 0, spinning: bool | None = None) -> DepthModel:
         """Verify ``model.onnx`` against its manifest's sha256, then create the session.
 
         Args:
             model_dir: directory holding model.onnx and manifest.json from the bake.
-            threads: intra-op threads; 0 = the CPUs this process may use (Lambda: 2 vCPUs below ~1.8 GB).
+            threads: intra-op threads; 0 = the CPU share rounded to whole cores (:class:`CpuShare`).
             spinning: let idle ORT threads busy-wait for the next operator (ORT's default): ~1.5 ms faster per
                 640x480 image on whole cores; wasteful where the CPU is a time-sliced fraction of a core.
+                None = only on whole, unthrottled cores.
         """
         started = time.perf_counter()
         model_dir = Path(model_dir)
@@ -96,7 +142,9 @@ class DepthModel:
         onnx_path = model_dir / manifest.data["onnx_file"]
         if not onnx_path.is_file():
             raise ModelUnavailable(f"{onnx_path} is missing")
-        threads = threads or available_cpus()
+        share = cpu_share()
+        threads = threads or share.threads
+        spinning = share.spinning if spinning is None else spinning
         # Hash on a second thread while ORT builds the session (both release the GIL). The digest is judged first
         # and the session only returned once it matched: a tampered or truncated model is never used.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-sha256") as pool:

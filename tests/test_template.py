@@ -169,7 +169,10 @@ def test_function_is_the_image_built_from_layer_dockerfile(probe, resources, par
     assert (ROOT / metadata["Dockerfile"]).resolve() == DOCKERFILE
     build_args = set(re.findall(r"^ARG (\w+)", DOCKERFILE.read_text(), re.MULTILINE))
     assert set(metadata["DockerBuildArgs"]) <= build_args, "every DockerBuildArgs key is an ARG of the Dockerfile"
-    assert metadata["DockerBuildArgs"]["MODEL_SOURCE"] in ("bake", "prebaked")
+    # sam build --parameter-overrides ModelSource=prebaked switches the build mode without editing the template
+    assert metadata["DockerBuildArgs"]["MODEL_SOURCE"] == {"Ref": "ModelSource"}
+    assert set(parameters["ModelSource"]["AllowedValues"]) == {"bake", "prebaked"}
+    assert parameters["ModelSource"]["Default"] == "bake"
 
     props = function["Properties"]
     assert props["MemorySize"] == {"Ref": "MemorySize"} and props["Timeout"] == {"Ref": "Timeout"}
@@ -185,7 +188,7 @@ def test_function_is_the_image_built_from_layer_dockerfile(probe, resources, par
 def test_function_environment_names_are_settings_the_handler_reads(resources):
     variables = resources["DepthFunction"]["Properties"]["Environment"]["Variables"]
     ours = {name for name in variables if not name.startswith(("AWS_", "POWERTOOLS_"))}
-    assert ours == {"OUTPUT_BUCKET", "OUTPUT_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH", "ORT_SPINNING"}
+    assert ours == {"OUTPUT_BUCKET", "OUTPUT_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH"}
     assert {name.lower() for name in ours} <= set(Settings.model_fields)
     assert variables["OUTPUT_BUCKET"] == {"Fn::Sub": bucket_name(resources, "OutputBucket")}
     assert variables["ALLOWED_INPUT_BUCKETS"] == {"Fn::Sub": bucket_name(resources, "InputBucket")}

@@ -1,0 +1,170 @@
+"""Benchmark the real container image under the Lambda Runtime Interface Emulator, at Lambda-like CPU shares.
+
+For each CPU share Lambda gives (``--cpus 1.0`` = 1769 MB, ``1.16`` = 2048 MB, ``1.7`` = 3008 MB, and no quota on
+this machine's 2 cores = 3538 MB; AWS_LAMBDA_FUNCTION_MEMORY_SIZE set to match, as Lambda sets it) a fresh
+container is started with Lambda's constraints (scripts/lambda_container.py: read-only root, tmpfs /tmp, non-root
+user, memory capped at the MemorySize) and measured:
+
+  cold start   docker run → first answer to a 640x480 raw-JPEG POST /depth (what a caller waits for), and the
+               RIE's own "Init Duration" (imports + model load) and first "Duration" from its REPORT lines;
+  warm         p50 / p95 of POST /depth (raw JPEG → heatmap PNG) at 640x480, 1920x1080 and 4032x3024, through
+               the RIE's invocation API (API Gateway v2 event, base64 body, as API Gateway sends it);
+  memory       the container's memory after init (idle) and its cgroup peak over the whole run.
+
+``--sweep`` also times 640x480 under each ORT thread/spinning setting at each CPU share, to choose the default.
+
+    python scripts/bench_image.py [--model-dir layer/model] [--json out.json] [--sweep] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts.bench import SIZES, photo_like_jpeg  # noqa: E402
+from scripts.lambda_container import FunctionContainer, build_context, build_image, image_size  # noqa: E402
+
+# Lambda's CPU share at a memory size (1769 MB = one vCPU), emulated with docker's --cpus; 3538 MB = 2 vCPUs =
+# this machine's two whole cores (no quota). (label, --cpus, MemorySize)
+CPU_SHARES = [
+    ("--cpus 1.0 (1769 MB)", 1.0, 1769),
+    ("--cpus 1.16 (2048 MB)", 1.16, 2048),
+    ("--cpus 1.7 (3008 MB)", 1.7, 3008),
+    ("unlimited (3538 MB)", None, 3538),
+]
+# ORT settings compared by --sweep (env of the function); {} = the function's own choice.
+SWEEP = {
+    "default": {},
+    "1 thread": {"ORT_THREADS": "1"},
+    "2 threads, spinning": {"ORT_THREADS": "2", "ORT_SPINNING": "true"},
+    "2 threads, no spinning": {"ORT_THREADS": "2", "ORT_SPINNING": "false"},
+}
+TEMPLATE_EVENT = ROOT / "events" / "api-depth-png.json"
+
+
+def depth_event(jpeg: bytes) -> dict:
+    """POST /depth with a raw JPEG body, as an HTTP API (v2) event."""
+    event = json.loads(TEMPLATE_EVENT.read_text())
+    event["headers"].update({"content-type": "image/jpeg", "content-length": str(len(jpeg))})
+    event["body"] = base64.b64encode(jpeg).decode()
+    return event
+
+
+def rie_reports(logs: str) -> list[dict[str, float]]:
+    """The RIE's REPORT lines as {"init_ms": ..., "duration_ms": ...} (init only on the first)."""
+    reports = []
+    for line in logs.splitlines():
+        if not line.startswith("REPORT"):
+            continue
+        fields = {}
+        for part in line.split("\t"):
+            name, _, value = part.partition(":")
+            if name.strip() in ("Init Duration", "Duration"):
+                key = "init_ms" if name.strip() == "Init Duration" else "duration_ms"
+                fields[key] = float(value.strip().split()[0])
+        reports.append(fields)
+    return reports
+
+
+def check_answer(reply: dict) -> None:
+    if reply.get("statusCode") != 200:
+        raise RuntimeError(f"the function answered {reply.get('statusCode')}: {str(reply.get('body'))[:300]}")
+
+
+def measure(image: str, cpus: float | None, memory_mb: int, env: dict[str, str], runs: dict, jpegs: dict) -> dict:
+    """One fresh container: cold start, warm latencies per size, memory."""
+    events = {size: depth_event(data) for size, data in jpegs.items()}
+    env = {"POWERTOOLS_LOG_LEVEL": "WARNING", **env}
+    with FunctionContainer(image, env=env, cpus=cpus, memory_mb=memory_mb) as container:
+        reply, _ = container.invoke(events["640x480"])
+        cold = time.perf_counter() - container.started_at
+        check_answer(reply)
+        idle = container.memory_bytes()
+        warm = {}
+        for size, count in runs.items():
+            samples = []
+            for _ in range(count):
+                reply, seconds = container.invoke(events[size])
+                check_answer(reply)
+                samples.append(seconds * 1000)
+            samples.sort()
+            warm[size] = {
+                "p50_ms": round(statistics.median(samples), 1),
+                "p95_ms": round(samples[min(len(samples) - 1, int(0.95 * len(samples)))], 1),
+                "runs": count,
+            }
+        reports = rie_reports(container.logs())
+        peak = container.peak_memory_bytes()
+    first = reports[0] if reports else {}
+    return {
+        "cold_start_s": round(cold, 3),
+        "rie_init_ms": first.get("init_ms"),
+        "rie_first_duration_ms": first.get("duration_ms"),
+        "warm": warm,
+        "idle_memory_mb": round(idle / 2**20),
+        "peak_memory_mb": round(peak / 2**20),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "layer" / "model", help="baked model to ship")
+    parser.add_argument("--image", help="measure this already-built image instead of building one")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--sweep", action="store_true", help="compare ORT thread/spinning settings at 640x480")
+    parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test of the benchmark)")
+    args = parser.parse_args(argv)
+
+    results: dict = {"machine": {}, "image": {}, "shares": {}, "sweep": {}}
+    tag = args.image
+    if tag is None:
+        if not (args.model_dir / "manifest.json").is_file():
+            print(f"error: no baked model in {args.model_dir}: run `make bake` first", file=sys.stderr)
+            return 2
+        tag = "midas-depth:bench"
+        with tempfile.TemporaryDirectory(prefix="midas-image-") as tmp:
+            results["image"]["build_s"] = round(build_image(build_context(Path(tmp), args.model_dir), tag), 1)
+    results["image"].update(tag=tag, size_mb=round(image_size(tag) / 1e6))
+    results["machine"] = {"cpus": os.cpu_count(), "cpu": _cpu_model()}
+
+    runs = (
+        {"640x480": 5, "1920x1080": 2, "4032x3024": 1}
+        if args.quick
+        else {"640x480": 20, "1920x1080": 8, "4032x3024": 3}
+    )
+    jpegs = {size: photo_like_jpeg(*SIZES[size], seed=1) for size in runs}
+    for label, cpus, memory_mb in CPU_SHARES:
+        results["shares"][label] = measure(tag, cpus, memory_mb, {}, runs, jpegs)
+        print(f"{label}: {json.dumps(results['shares'][label])}", flush=True)
+        if args.sweep:
+            sweep_runs = {"640x480": runs["640x480"]}
+            for name, env in SWEEP.items():
+                figures = measure(tag, cpus, memory_mb, env, sweep_runs, jpegs)
+                results["sweep"].setdefault(label, {})[name] = figures["warm"]["640x480"]["p50_ms"]
+            print(f"  sweep 640x480 p50 ms: {json.dumps(results['sweep'][label])}", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
