@@ -397,7 +397,9 @@ def test_dockerfile_is_multi_stage_cpu_torch_bake_and_torch_free_runtime():
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert "|| true" not in code and "exit 0" not in code
     bake, runtime = re.split(r"^FROM public\.ecr\.aws/lambda/python:3\.12 AS runtime$", code, flags=re.MULTILINE)
-    assert re.search(r"^FROM python:3\.11-slim AS bake$", bake, re.MULTILINE)
+    # one base image for both stages: an air-gapped (prebaked) build needs no registry but the Lambda one
+    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12 AS bake$", bake, re.MULTILINE)
+    assert len(re.findall(r"^FROM ", code, re.MULTILINE)) == 2
     assert "https://download.pytorch.org/whl/cpu" in bake and "torch.version.cuda" in bake
     assert "scripts/bake_weights.py" in bake and "--output /model" in bake
     for arg in ("MODEL_SOURCE", "CHECKPOINT_URL", "CHECKPOINT_FILE", "CHECKPOINT_SHA256"):
