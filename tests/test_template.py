@@ -421,6 +421,10 @@ def test_samconfig_builds_validates_and_deploys_the_template():
     assert deploy["capabilities"] == "CAPABILITY_IAM" and "RoleName" not in TEMPLATE.read_text()
     assert deploy["resolve_image_repos"] is True and deploy["resolve_s3"] is True
     assert config["global"]["parameters"]["stack_name"]
+    # sam local invoke / start-api read the template sam build wrote (an image function needs its build), so a
+    # missing build is reported as that file, not as a missing template.yml in the working directory
+    for command in ("local_invoke", "local_start_api"):
+        assert config[command]["parameters"]["template_file"] == ".aws-sam/build/template.yaml"
 
 
 def test_local_env_vars_file_only_sets_variables_the_template_declares(resources):
