@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080), "4032x3024": (4032, 3024)}
 STAGES = ("decode", "preprocess", "inference", "upsample", "colormap", "encode")
-FORWARD_GFLOP = 6.9  # MidasNet_small at 256x192 (../shared/MIDAS.md)
+FORWARD_GFLOP = 6.9  # MidasNet_small at 256x192 (9.19 GFLOP at 256x256, scaled by the pixel count)
 # Lambda x86 (us-east-1): $ per GB-second and per request; 1 vCPU per 1769 MB.
 PRICE_GB_S = 0.0000166667
 PRICE_REQUEST = 0.20 / 1e6
@@ -296,7 +296,7 @@ def print_table(r: dict) -> None:
     f = r["forward"]
     print(
         f"\nONNX forward at 256x192: {f['ms']:.1f} ms; SGEMM peak {f['sgemm_gflops']:.0f} GFLOP/s → FLOP bound "
-        f"{f['bound_ms']:.1f} ms for {FORWARD_GFLOP} GFLOP (MIDAS.md); forward/bound {f['ratio_to_bound']:.2f}"
+        f"{f['bound_ms']:.1f} ms for {FORWARD_GFLOP} GFLOP; forward/bound {f['ratio_to_bound']:.2f}"
     )
     print("\nCost per 1 M images (640x480, warm), Lambda x86 $0.0000166667/GB-s + $0.20/M requests;")
     print("assumes CPU-bound work scaling with vCPUs = memory/1769 MB, measured here on 2 vCPUs:\n")
