@@ -1,0 +1,161 @@
+"""What /predict and /depth share: the result schema, request-body limits, and estimate → render → place."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any, Literal
+
+from fastapi import Request
+from pydantic import BaseModel, Field
+
+from handler import outputs
+from handler.config import LAMBDA_MAX_RESPONSE_BYTES
+from handler.core import DepthEstimator, DepthResult
+from handler.errors import PayloadTooLarge
+from handler.logs import logger
+from handler.s3io import S3Store
+
+# Room left in the 6 MB Lambda response for JSON fields and headers around base64 payloads.
+_RESPONSE_BUDGET = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024
+S3_HINT = '; for larger images upload to the input bucket and send {"s3": "s3://bucket/key"} to /depth'
+
+
+# ------------------------------------------------------------------------------------------------ schemas
+
+
+class S3Location(BaseModel):
+    bucket: str
+    key: str
+    url: str = Field(description="presigned GET URL")
+
+
+class DepthResponse(BaseModel):
+    status: Literal["success"] = "success"
+    model_version: str
+    width: int
+    height: int
+    inference_time: float = Field(description="seconds from image bytes to the last rendering")
+    timings: dict[str, float] = Field(description="seconds per stage")
+    colormap: str
+    depth_map_url: str | None = Field(None, description="presigned S3 URL of the heatmap (when written to S3)")
+    heatmap_png_base64: str | None = None
+    depth_png16_base64: str | None = None
+    heatmap_s3: S3Location | None = None
+    depth_s3: S3Location | None = None
+
+
+class ErrorResponse(BaseModel):
+    status: Literal["error"] = "error"
+    error: str = Field(description="stable machine-readable code")
+    message: str
+    detail: list[dict[str, Any]] | None = None
+
+
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 403, 404, 413, 415, 422, 502, 503)}
+
+
+# ------------------------------------------------------------------------------------------------ request bodies
+
+
+def refuse_declared_length(request: Request, limit: int, what: str, stated_limit: int | None = None) -> None:
+    """413 before reading anything when the Content-Length header already exceeds ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        stated = limit if stated_limit is None else stated_limit
+        raise PayloadTooLarge(f"{what} is {declared} bytes; the limit is {stated} bytes{S3_HINT}")
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` (Content-Length first, then streaming)."""
+    refuse_declared_length(request, limit, what)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"{what} exceeds {limit} bytes{S3_HINT}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def check_response_budget(*payloads: bytes) -> None:
+    size = sum(4 * ((len(p) + 2) // 3) for p in payloads)
+    if size > _RESPONSE_BUDGET:
+        raise PayloadTooLarge(
+            f"the result is {size} bytes as base64, over Lambda's 6 MB response limit; "
+            'ask for output "s3" (POST /depth) or send a smaller image'
+        )
+
+
+# ------------------------------------------------------------------------------------------------ the work
+
+
+def log_result(result: DepthResult, source: dict[str, str], size: int) -> dict[str, float]:
+    """One structured log line per image; returns the rounded stage timings it logged."""
+    timings = {k: round(v, 4) for k, v in result.timings.items()}
+    logger.info(
+        "depth estimated",
+        extra={"source": source, "bytes": size, "width": result.width, "height": result.height, "timings": timings},
+    )
+    return timings
+
+
+def _place(
+    estimator: DepthEstimator,
+    store: S3Store,
+    result: DepthResult,
+    data: bytes,
+    source: dict[str, str],
+    output: str,
+    colormap: str,
+    with_depth: bool,
+) -> dict[str, Any]:
+    """Render and put the result where it was asked for; returns the fields of a DepthResponse."""
+    settings = estimator.settings
+    heatmap = estimator.heatmap_png(result, colormap)
+    files = {"heatmap": heatmap}
+    if with_depth:
+        files["depth_png16"] = estimator.depth_png16(result)
+    fields: dict[str, Any] = {}
+    if output in ("inline", "both"):
+        check_response_budget(*files.values())
+        fields["heatmap_png_base64"] = base64.b64encode(heatmap).decode()
+        if with_depth:
+            fields["depth_png16_base64"] = base64.b64encode(files["depth_png16"]).decode()
+    if output in ("s3", "both"):
+        stem = f"api/{hashlib.sha256(data).hexdigest()[:32]}-{colormap}"
+        meta = outputs.s3_metadata(**source, model_sha256=estimator.model.manifest.data["onnx_sha256"])
+        keys = outputs.write_outputs(store, settings, stem, files, meta)
+        bucket = settings.output_bucket
+        for kind, key in keys.items():
+            url = store.presign(bucket, key, settings.presigned_url_ttl)
+            fields["heatmap_s3" if kind == "heatmap" else "depth_s3"] = S3Location(bucket=bucket, key=key, url=url)
+        fields["depth_map_url"] = fields["heatmap_s3"].url
+    return fields
+
+
+def estimate(
+    estimator: DepthEstimator,
+    store: S3Store,
+    data: bytes,
+    source: dict[str, str],
+    output: str,
+    colormap: str,
+    with_depth: bool,
+) -> DepthResponse:
+    """Image bytes → depth → renderings placed inline and/or in S3 (blocking: call it in the thread pool)."""
+    result = estimator.estimate(data)
+    fields = _place(estimator, store, result, data, source, output, colormap, with_depth)
+    return DepthResponse(
+        model_version=estimator.model.version,
+        width=result.width,
+        height=result.height,
+        inference_time=round(result.total_seconds, 4),
+        timings=log_result(result, source, len(data)),
+        colormap=colormap,
+        **fields,
+    )

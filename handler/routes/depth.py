@@ -1,0 +1,180 @@
+"""POST /depth: a JSON body (base64 image or S3 reference) → JSON results; a raw ``image/*`` body → the PNG."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from handler.config import Colormap
+from handler.errors import BucketNotAllowed, InvalidBase64, InvalidRequest, OutputNotConfigured, UnsupportedMediaType
+from handler.routes.common import (
+    ERRORS,
+    DepthResponse,
+    check_response_budget,
+    estimate,
+    log_result,
+    media_type,
+    read_body,
+)
+from handler.routes.deps import Estimator, Store
+
+_S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
+_DATA_URL = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*),", re.IGNORECASE)
+
+router = APIRouter()
+
+
+# ------------------------------------------------------------------------------------------------ schemas
+
+
+class S3Ref(BaseModel):
+    """An object in an allow-listed input bucket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
+    key: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("key")
+    @classmethod
+    def _no_parent_segments(cls, key: str) -> str:
+        if ".." in key.split("/"):
+            raise ValueError("key must not contain '..' segments")
+        return key
+
+
+class DepthRequest(BaseModel):
+    """JSON body of POST /depth: exactly one of ``image`` or ``s3``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"image": "<base64 JPEG>"}, {"s3": "s3://my-input-bucket/uploads/a.jpg"}]},
+    )
+
+    image: str | None = Field(None, description="base64 image bytes, or a data:image/...;base64, URL")
+    s3: S3Ref | None = Field(None, description='{"bucket": ..., "key": ...} or "s3://bucket/key"')
+    output: Literal["inline", "s3", "both"] | None = Field(
+        None, description="where results go; default: both when an output bucket is configured, else inline"
+    )
+    include_depth: bool = Field(False, description="also return the depth as a 16-bit PNG")
+    colormap: Colormap | None = Field(None, description="heatmap colours (default from configuration: inferno)")
+
+    @field_validator("s3", mode="before")
+    @classmethod
+    def _parse_s3_uri(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = _S3_URI.match(value)
+            if not match:
+                raise ValueError("must be s3://bucket/key or an object {bucket, key}")
+            return match.groupdict()
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> DepthRequest:
+        if (self.image is None) == (self.s3 is None):
+            raise ValueError("give exactly one of 'image' (base64) or 's3' (object reference)")
+        return self
+
+
+def decode_base64_image(text: str) -> bytes:
+    """base64 (standard or URL-safe, padding optional) or a ``data:image/*;base64,`` URL → bytes."""
+    text = text.strip()
+    match = _DATA_URL.match(text)
+    if match:
+        media = match["type"].lower()
+        if not media.startswith("image/"):
+            raise UnsupportedMediaType(f"data: URL has type {media or 'text/plain'}; expected image/*")
+        if ";base64" not in match["params"].lower():
+            raise InvalidBase64("data: URL must be base64-encoded (data:image/...;base64,...)")
+        text = text[match.end() :]
+    text = "".join(text.split())
+    if not text:
+        raise InvalidBase64("'image' is empty")
+    text += "=" * (-len(text) % 4)
+    try:
+        altchars = b"-_" if ("-" in text or "_" in text) else None
+        return base64.b64decode(text, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBase64("'image' is not valid base64") from None
+
+
+def add_request_schema(schema: dict[str, Any]) -> None:
+    """Put DepthRequest (and its parts) into an OpenAPI document: /depth reads its body itself, so FastAPI
+    cannot see the model, and the route's ``requestBody`` refers to it by name."""
+    request_schema = DepthRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(request_schema.pop("$defs", {}))
+    components["DepthRequest"] = request_schema
+
+
+# ------------------------------------------------------------------------------------------------ route
+
+
+@router.post(
+    "/depth",
+    response_model=DepthResponse,
+    response_model_exclude_none=True,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}, "description": "JSON, or the PNG for image bodies"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/DepthRequest"}},
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+async def depth(request: Request, estimator: Estimator, store: Store, colormap: Colormap | None = None) -> Any:
+    """JSON (base64 image or S3 reference) → JSON results; a raw ``image/*`` body → the heatmap PNG itself."""
+    settings = estimator.settings
+    kind = media_type(request)
+    if kind.startswith("image/"):
+        data = await read_body(request, settings.max_image_bytes, "image")
+        cmap = colormap or settings.default_colormap
+        result = await run_in_threadpool(estimator.estimate, data)
+        png = await run_in_threadpool(estimator.heatmap_png, result, cmap)
+        log_result(result, {"source": "raw body"}, len(data))
+        check_response_budget(png)
+        return Response(
+            png,
+            media_type="image/png",
+            headers={
+                "X-Model-Version": estimator.model.version,
+                "X-Inference-Time": f"{result.total_seconds:.4f}",
+                "X-Image-Width": str(result.width),
+                "X-Image-Height": str(result.height),
+            },
+        )
+    if kind != "application/json":
+        raise UnsupportedMediaType(
+            f"POST /depth accepts application/json or image/*, not {kind or 'a body without Content-Type'}"
+        )
+    body = await read_body(request, settings.max_json_bytes, "JSON body")
+    try:
+        req = DepthRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise InvalidRequest("body is not valid JSON") from None
+        raise RequestValidationError(errors) from None
+    output = req.output or ("both" if settings.output_bucket else "inline")
+    if output != "inline" and not settings.output_bucket:
+        raise OutputNotConfigured(f"output '{output}' needs an output bucket; this deployment has none")
+    if req.s3 is not None:
+        if req.s3.bucket not in settings.allowed_input_buckets:
+            raise BucketNotAllowed(f"bucket {req.s3.bucket} is not in this function's allowed input buckets")
+        obj = await run_in_threadpool(store.get, req.s3.bucket, req.s3.key, settings.max_image_bytes)
+        data, source = obj.body, {"source_bucket": obj.bucket, "source_key": obj.key, "source_etag": obj.etag}
+    else:
+        data, source = decode_base64_image(req.image or ""), {"source": "base64"}
+    cmap = req.colormap or colormap or settings.default_colormap
+    return await run_in_threadpool(estimate, estimator, store, data, source, output, cmap, req.include_depth)

@@ -1,0 +1,48 @@
+"""GET /health: the model's identity and checksums, this container's warmth, limits and versions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from handler.config import LAMBDA_MAX_RESPONSE_BYTES
+from handler.routes.deps import Estimator
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/health")
+def health(request: Request, estimator: Estimator) -> dict[str, Any]:
+    """Model identity and checksums, whether this container is warm, versions."""
+    import platform  # imported here: importlib.metadata alone costs ~40 ms of cold start
+    from importlib.metadata import version
+
+    settings, model = estimator.settings, estimator.model
+    manifest = model.manifest.data
+    return {
+        "status": "ok",
+        "model": manifest["model"],
+        "model_version": model.version,
+        "checkpoint_sha256": manifest["checkpoint_sha256"],
+        "onnx_sha256": manifest["onnx_sha256"],
+        "opset": manifest.get("opset"),
+        "warm": model.runs > 0,
+        "images_processed": model.runs,
+        "model_load_seconds": round(model.load_seconds, 3),
+        "uptime_seconds": round(time.time() - request.app.state.started_at, 1),
+        "threads": model.threads,
+        "output_bucket_configured": settings.output_bucket is not None,
+        "limits": {
+            "max_image_bytes": settings.max_image_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+            "max_json_bytes": settings.max_json_bytes,
+            "max_response_bytes": LAMBDA_MAX_RESPONSE_BYTES,
+        },
+        "versions": {
+            "python": platform.python_version(),
+            **{name: version(name) for name in ("onnxruntime", "numpy", "fastapi", "mangum")},
+            "baked_with": manifest.get("versions", {}),
+        },
+    }

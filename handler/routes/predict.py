@@ -1,0 +1,82 @@
+"""POST /predict: a multipart upload (field ``image``) → the heatmap's URL, the MiDaS WebUI contract."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from handler.errors import InvalidRequest, UnsupportedMediaType, ValidationFailed
+from handler.routes.common import ERRORS, S3Location, estimate, media_type, refuse_declared_length
+from handler.routes.deps import Estimator, Store
+
+router = APIRouter()
+
+
+class PredictResponse(BaseModel):
+    """The MiDaS WebUI contract."""
+
+    status: Literal["success"] = "success"
+    depth_map_url: str = Field(description="presigned S3 URL of the heatmap PNG, or a data: URL when inline")
+    inference_time: float = Field(description="seconds from image bytes to heatmap PNG")
+    model_version: str
+    width: int
+    height: int
+    s3: S3Location | None = None
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["image"],
+                        "properties": {"image": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
+    },
+)
+async def predict(request: Request, estimator: Estimator, store: Store) -> PredictResponse:
+    """Multipart upload (field ``image``) → heatmap URL, the MiDaS WebUI contract."""
+    settings = estimator.settings
+    if media_type(request) != "multipart/form-data":
+        raise UnsupportedMediaType("POST /predict expects multipart/form-data with a file field 'image'")
+    # the multipart envelope (boundaries, part headers) gets 64 KB on top of the image limit
+    refuse_declared_length(request, settings.max_image_bytes + 64 * 1024, "upload", settings.max_image_bytes)
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except StarletteHTTPException as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc.detail}") from None
+    try:
+        upload = form.get("image")
+        if upload is None:
+            raise ValidationFailed("multipart field 'image' is required")
+        if not isinstance(upload, UploadFile):
+            raise ValidationFailed("multipart field 'image' must be a file upload, not a text field")
+        data = await upload.read(settings.max_image_bytes + 1)
+    finally:
+        await form.close()
+    output = "s3" if settings.output_bucket else "inline"
+    source = {"source": "upload", "filename": upload.filename or ""}
+    res = await run_in_threadpool(estimate, estimator, store, data, source, output, settings.default_colormap, False)
+    return PredictResponse(
+        depth_map_url=res.depth_map_url or f"data:image/png;base64,{res.heatmap_png_base64}",
+        inference_time=res.inference_time,
+        model_version=res.model_version,
+        width=res.width,
+        height=res.height,
+        s3=res.heatmap_s3,
+    )
