@@ -19,11 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from handler.core import DepthEstimator
 from handler.errors import DepthError, ValidationFailed
 from handler.logs import logger
-from handler.routes import depth, health, pages, predict
+from handler.routes import depth, docs, health, pages, predict
 from handler.routes.common import ErrorResponse
 from handler.s3io import S3Store
 
-_ROUTERS = (pages.router, health.router, predict.router, depth.router)
+_ROUTERS = (pages.router, docs.router, health.router, predict.router, depth.router)
 
 
 class StagePrefix:
@@ -49,6 +49,8 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
         version=estimator.model.version,
         description="Monocular relative depth (MiDaS v2.1 small) with Inferno heatmaps. "
         "Larger depth values are nearer; yellow = near.",
+        docs_url=None,  # FastAPI's pages load their files from a CDN; handler.routes.docs serves them itself
+        redoc_url=None,
         # The routers' routes themselves, not include_router: that keeps each router as one opaque entry of
         # app.routes (FastAPI >= 0.137), and what reads app.routes (the template's route check) needs every path
         # and method. The routes are shared by every app, so app.dependency_overrides does not reach them: the
