@@ -1,35 +1,77 @@
 """CLI: ``python -m handler predict IMAGE... --out DIR [--model-dir DIR]`` (like upstream run.py).
 
 Writes ``DIR/<stem>.png`` (Inferno heatmap) and ``DIR/<stem>.pfm`` (float32 depth at the original size) for
-each image; an unreadable file is reported and the rest still run. Exit code 1 if any image failed.
+each image, and prints the paths it wrote; an unreadable file is reported and the rest still run. Exit code 1 if
+any image failed, 2 without a usable model or output directory.
+
+Inputs of one run whose stems are the same (``a.tif`` and ``a.bmp``) are named by their whole file name instead:
+``a.tif.png``, ``a.tif.pfm`` and ``a.bmp.png``, ``a.bmp.pfm``; the same file name from two folders then gets
+``-2``, ``-3`` … (``a.jpg.png``, ``a.jpg-2.png``). Nothing a run writes overwrites another output of the same run.
+
+The model: ``--model-dir``, else ``$MODEL_DIR``, else the checkout's ``layer/model/`` (``make bake``), else
+``/opt/ml/model`` (the image's).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+from collections import Counter
 from pathlib import Path
 
-from handler.config import Colormap, Settings
+from handler.config import Colormap, Settings, local_model_dir
 from handler.errors import DepthError, ModelUnavailable
+
+_NAMING = (
+    "Outputs are named after each image's stem (photo.jpg -> photo.png, photo.pfm); images of one run with the same "
+    "stem are named after their whole file name instead (a.tif -> a.tif.png, a.bmp -> a.bmp.png), and the same file "
+    "name from two folders gets -2, -3 ... (a.jpg.png, a.jpg-2.png), so no output of a run overwrites another."
+)
+
+
+def output_bases(images: list[Path], png16: bool) -> dict[Path, str]:
+    """Each image's output base name (see the module docstring): distinct across the run, compared without case
+    (a case-insensitive file system would merge A.png and a.png)."""
+    unique = list(dict.fromkeys(images))  # an image named twice is one image, written once
+    stems = Counter(path.stem.casefold() for path in unique)
+    suffixes = (".png", ".pfm", ".depth.png") if png16 else (".png", ".pfm")
+    taken: set[str] = set()
+    bases: dict[Path, str] = {}
+    for path in unique:
+        first = path.stem if stems[path.stem.casefold()] == 1 else path.name
+        for base in itertools.chain([first], (f"{first}-{n}" for n in itertools.count(2))):
+            files = {(base + suffix).casefold() for suffix in suffixes}
+            if not files & taken:
+                break
+        taken |= files
+        bases[path] = base
+    return bases
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handler", description="MiDaS_small depth maps")
     sub = parser.add_subparsers(dest="command", required=True)
-    predict = sub.add_parser("predict", help="write <stem>.png heatmaps and <stem>.pfm depth for images")
+    predict = sub.add_parser(
+        "predict",
+        help="write <stem>.png heatmaps and <stem>.pfm depth for images",
+        description="Write a heatmap (<stem>.png) and the float32 depth (<stem>.pfm) of each image. " + _NAMING,
+    )
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     predict.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
-    predict.add_argument("--model-dir", help="baked model directory (default: $MODEL_DIR or /opt/ml/model)")
+    predict.add_argument(
+        "--model-dir",
+        help="baked model directory (default: $MODEL_DIR, else the checkout's layer/model/ from `make bake`, "
+        "else /opt/ml/model)",
+    )
     predict.add_argument("--colormap", choices=Colormap.__args__, help="heatmap colours (default inferno)")
     predict.add_argument("--png16", action="store_true", help="also write <stem>.depth.png (16-bit)")
     args = parser.parse_args(argv)
 
     from handler.core import DepthEstimator  # deferred: --help stays instant
 
-    overrides = {"model_dir": args.model_dir} if args.model_dir else {}
     try:
-        estimator = DepthEstimator.load(Settings(**overrides))
+        estimator = DepthEstimator.load(Settings(model_dir=local_model_dir(args.model_dir)))
     except ModelUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -40,20 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     failed = 0
-    for path in args.images:
+    for path, base in output_bases(args.images, args.png16).items():
+        heatmap, pfm, png16 = (args.out / f"{base}{suffix}" for suffix in (".png", ".pfm", ".depth.png"))
         try:
             result = estimator.estimate(path.read_bytes())
-            (args.out / f"{path.stem}.png").write_bytes(estimator.heatmap_png(result, args.colormap))
-            (args.out / f"{path.stem}.pfm").write_bytes(estimator.depth_pfm(result))
+            heatmap.write_bytes(estimator.heatmap_png(result, args.colormap))
+            pfm.write_bytes(estimator.depth_pfm(result))
             if args.png16:
-                (args.out / f"{path.stem}.depth.png").write_bytes(estimator.depth_png16(result))
+                png16.write_bytes(estimator.depth_png16(result))
         except (OSError, DepthError) as exc:
             failed += 1
             reason = exc.message if isinstance(exc, DepthError) else (exc.strerror or str(exc))
             print(f"error: {path}: {reason}", file=sys.stderr)
             continue
-        ms = 1000 * result.total_seconds
-        print(f"{path} -> {args.out / path.stem}.png, .pfm ({result.width}x{result.height}, {ms:.0f} ms)")
+        written = ", ".join(str(p) for p in (heatmap, pfm, png16)[: 3 if args.png16 else 2])
+        print(f"{path} -> {written} ({result.width}x{result.height}, {1000 * result.total_seconds:.0f} ms)")
     return 1 if failed else 0
 
 

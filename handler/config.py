@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from handler.contract import MANIFEST_FILE
+from handler.errors import ModelUnavailable
 
 Colormap = Literal["inferno", "magma", "plasma", "viridis", "turbo", "gray"]
 
@@ -14,13 +19,19 @@ Colormap = Literal["inferno", "magma", "plasma", "viridis", "turbo", "gray"]
 API_GATEWAY_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 LAMBDA_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 
+MODEL_DIR_ENV = "MODEL_DIR"
+# Where the image puts the baked model (layer/Dockerfile), and so the function's default.
+IMAGE_MODEL_DIR = "/opt/ml/model"
+# Where `make bake` writes it in a checkout: what a local run (the CLI) uses first.
+CHECKOUT_MODEL_DIR = Path(__file__).resolve().parents[1] / "layer" / "model"
+
 
 class Settings(BaseSettings):
     """Everything configurable about the function; env var names are the upper-case field names."""
 
     model_config = SettingsConfigDict(case_sensitive=False, frozen=True, extra="ignore")
 
-    model_dir: str = Field("/opt/ml/model", description="directory with model.onnx + manifest.json")
+    model_dir: str = Field(IMAGE_MODEL_DIR, description="directory with model.onnx + manifest.json")
     output_bucket: str | None = Field(None, description="where heatmaps are written; unset = inline only")
     output_prefix: str = Field("depth/", min_length=1, description="key prefix of every object the function writes")
     allowed_input_buckets: Annotated[frozenset[str], NoDecode] = Field(
@@ -73,3 +84,26 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (read once)."""
     return Settings()
+
+
+def local_model_dir(explicit: str | None = None) -> str:
+    """The baked model a local run uses: ``explicit`` (--model-dir) or $MODEL_DIR when given, else the checkout's
+    layer/model/ when it holds a manifest, else the image's /opt/ml/model. Raises ``ModelUnavailable`` naming every
+    place it looked and how to bake when none holds a manifest.
+
+    The function itself does not look around: its Settings take MODEL_DIR or /opt/ml/model and nothing else.
+    """
+    if explicit:
+        tried = [(explicit, "--model-dir")]
+    elif os.environ.get(MODEL_DIR_ENV):
+        tried = [(os.environ[MODEL_DIR_ENV], f"${MODEL_DIR_ENV}")]
+    else:
+        tried = [(str(CHECKOUT_MODEL_DIR), "the checkout's layer/model/"), (IMAGE_MODEL_DIR, "the image's model")]
+    for directory, _ in tried:
+        if (Path(directory) / MANIFEST_FILE).is_file():
+            return directory
+    places = " nor in ".join(f"{directory} ({why})" for directory, why in tried)
+    raise ModelUnavailable(
+        f"no baked model: no {MANIFEST_FILE} in {places}; bake one into layer/model/ with `make bake` "
+        "(offline: `make bake BAKE_CHECKPOINT=path/to/checkpoint.pt`), or name one with --model-dir DIR"
+    )

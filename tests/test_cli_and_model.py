@@ -63,6 +63,103 @@ def test_cli_model_dir_from_environment_and_png16(tmp_path, baked_model_dir):
 def test_cli_without_a_model(tmp_path):
     result = run_cli("predict", "x.jpg", "--out", str(tmp_path), "--model-dir", str(tmp_path / "none"))
     assert result.returncode == 2 and "no manifest.json" in result.stderr and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'none'} (--model-dir)" in result.stderr and "`make bake`" in result.stderr
+
+
+def test_cli_same_stems_get_distinct_outputs(tmp_path, baked_model_dir):
+    """a.tif and a.bmp (same stem), b.png twice from two folders: every image keeps its own outputs."""
+    (tmp_path / "sub").mkdir()
+    images = {  # name: (width, height, format): each its own size, so a heatmap shows whose it is
+        "a.tif": (64, 48, "TIFF"),
+        "a.bmp": (80, 40, "BMP"),
+        "b.png": (96, 32, "PNG"),
+        "sub/b.png": (40, 72, "PNG"),
+        "c.jpg": (50, 30, "JPEG"),
+    }
+    for seed, (name, (width, height, fmt)) in enumerate(images.items()):
+        (tmp_path / name).write_bytes(encode(scene(width, height, seed=seed), fmt))
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / name) for name in images]
+    result = run_cli("predict", *inputs, "--out", str(out), "--png16", "--model-dir", str(baked_model_dir))
+    assert result.returncode == 0, result.stderr
+    expected = {"a.tif": "a.tif", "a.bmp": "a.bmp", "b.png": "b.png", "sub/b.png": "b.png-2", "c.jpg": "c"}
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(f"{base}{s}" for base in expected.values() for s in (".png", ".pfm", ".depth.png"))
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(images)
+    for line, (name, base) in zip(lines, expected.items(), strict=True):
+        width, height, _ = images[name]
+        paths = [out / f"{base}{s}" for s in (".png", ".pfm", ".depth.png")]
+        assert line.startswith(f"{tmp_path / name} -> {paths[0]}, {paths[1]}, {paths[2]} ({width}x{height}, "), line
+        assert cv2.imread(str(paths[0])).shape == (height, width, 3)  # each heatmap is its own image's
+        assert read_pfm(paths[1].read_bytes()).shape == (height, width)
+
+
+def test_output_bases_never_share_a_file():
+    from handler.__main__ import output_bases
+
+    paths = [Path(p) for p in ("x/a.jpg", "y/a.jpg", "a.jpg.png", "q.depth.jpg", "q.jpg", "Q.JPG", "x/a.jpg")]
+    bases = output_bases(paths, png16=True)
+    assert list(bases.values()) == ["a.jpg", "a.jpg-2", "a.jpg-3", "q.depth", "q.jpg", "Q.JPG-2"]
+    files = [f"{b}{s}".casefold() for b in bases.values() for s in (".png", ".pfm", ".depth.png")]
+    assert len(files) == len(set(files))
+    assert list(output_bases([Path("p.jpg"), Path("d/r.png")], png16=False).values()) == ["p", "r"]
+
+
+# ------------------------------------------------------------------------------------------------ model dir
+
+
+def checkout_copy(root: Path, model: Path | None) -> Path:
+    """The handler package in a checkout of its own, with ``layer/model/`` holding ``model`` (or nothing)."""
+    shutil.copytree(ROOT / "handler", root / "handler", ignore=shutil.ignore_patterns("__pycache__"))
+    if model is not None:
+        shutil.copytree(model, root / "layer" / "model")
+    return root
+
+
+def run_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "POWERTOOLS_LOG_LEVEL": "WARNING", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "handler", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.mark.skipif(Path("/opt/ml/model/manifest.json").exists(), reason="this machine has an image's model")
+def test_cli_default_model_is_the_checkouts_layer_model(tmp_path, baked_model_dir):
+    (tmp_path / "p.jpg").write_bytes(encode(scene(48, 32)))
+    with_model = checkout_copy(tmp_path / "baked", baked_model_dir)
+    result = run_in(with_model, "predict", str(tmp_path / "p.jpg"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "p.png").is_file()
+
+    without = checkout_copy(tmp_path / "fresh", None)
+    result = run_in(without, "predict", str(tmp_path / "p.jpg"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"no manifest.json in {without / 'layer' / 'model'} (the checkout's layer/model/)" in result.stderr
+    assert "nor in /opt/ml/model (the image's model)" in result.stderr
+    assert "`make bake`" in result.stderr and "BAKE_CHECKPOINT=" in result.stderr
+
+
+def test_model_dir_order(tmp_path, baked_model_dir, monkeypatch):
+    """--model-dir, then $MODEL_DIR (only there), then the checkout's layer/model/ if baked, then /opt/ml/model."""
+    from handler import config
+
+    checkout = tmp_path / "layer" / "model"
+    monkeypatch.setattr(config, "CHECKOUT_MODEL_DIR", checkout)
+    monkeypatch.delenv("MODEL_DIR", raising=False)
+    assert config.local_model_dir(str(baked_model_dir)) == str(baked_model_dir)
+    with pytest.raises(ModelUnavailable, match=r"/opt/ml/model \(the image's model\)"):
+        config.local_model_dir()
+    shutil.copytree(baked_model_dir, checkout)
+    assert config.local_model_dir() == str(checkout)
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(ModelUnavailable, match=r"elsewhere \(\$MODEL_DIR\); bake") as raised:
+        config.local_model_dir()  # a named place is the only place: no fallback to the checkout's model
+    assert str(checkout) not in str(raised.value)
+    assert config.local_model_dir(str(baked_model_dir)) == str(baked_model_dir)  # --model-dir beats $MODEL_DIR
+    assert Settings().model_dir == str(tmp_path / "elsewhere")
+    monkeypatch.delenv("MODEL_DIR")
+    assert Settings().model_dir == "/opt/ml/model"  # the function itself never looks in the checkout
 
 
 # ------------------------------------------------------------------------------------------------ model
