@@ -7,7 +7,11 @@ Usage:
 
 Never uses torch.hub: the architecture is built here (scripts/midas_net.py, backbone from the geffnet package),
 the weights come from a file or one plain HTTPS download. Every failure is one line on stderr and exit code 1;
-nothing partial is left in the output directory or the download directory.
+nothing partial is left in the output directory or the download directory. A failed download names the ways
+forward without network access: a local copy of the checkpoint, or the random test checkpoint for a demo.
+
+The manifest records where the checkpoint came from: the URL, or a local file's name only (never a path on the
+build machine).
 """
 
 from __future__ import annotations
@@ -43,6 +47,13 @@ VERIFY_SHAPES = ((256, 256), (192, 256), (256, 160), (64, 256))
 # itself differs from a float64 run by ~1.5e-4 of the range on seeded random weights, so 1e-3 is tight but honest.
 PARITY_TOLERANCE = 1e-3
 _CHUNK = 1 << 20
+# Appended to every failed download: what to do without network access (one line, like every bake error).
+OFFLINE_HINT = (
+    "without network access, bake a local copy of the checkpoint: --checkpoint PATH "
+    "(make bake BAKE_CHECKPOINT=PATH); for an offline demo whose depth is meaningless, make the random test "
+    "checkpoint and bake that: .venv/bin/python scripts/make_test_checkpoint.py /tmp/midas_test.pt, then "
+    "make bake BAKE_CHECKPOINT=/tmp/midas_test.pt"
+)
 
 
 class BakeError(Exception):
@@ -80,39 +91,49 @@ def download(url: str, dest: Path, timeout: float = 30.0) -> Path:
         raise BakeError(f"not a download URL: {url} ({exc})") from None
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    last, finished = [0.0], False  # when the progress bar was last drawn (0: not yet); whether dest is in place
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             print(f"downloading {url}", file=sys.stderr)
-            done, started, last = 0, time.monotonic(), [0.0]
+            done, started = 0, time.monotonic()
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 done += len(chunk)
                 _progress(done, total, started, last)
             if total is not None and done != total:
-                raise BakeError(f"download of {url} is incomplete: got {done} of {total} bytes")
+                raise BakeError(f"download of {url} is incomplete: got {done} of {total} bytes; {OFFLINE_HINT}")
         tmp.replace(dest)
+        finished = True
         return dest
     except urllib.error.HTTPError as exc:
-        raise BakeError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+        raise BakeError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; {OFFLINE_HINT}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise BakeError(f"download of {url} failed: {reason}") from None
+        raise BakeError(f"download of {url} failed: {reason}; {OFFLINE_HINT}") from None
     finally:
+        if last[0] and not finished:
+            print(file=sys.stderr)  # end the half-drawn progress bar: the error gets a line of its own
         tmp.unlink(missing_ok=True)
 
 
 def resolve_checkpoint(checkpoint: Path | None, url: str, download_dir: Path) -> tuple[Path, str]:
-    """Return (local checkpoint path, source string for the manifest)."""
+    """Return (local checkpoint path, source string for the manifest: the URL, or the local file's name)."""
     if checkpoint is not None:
         if not checkpoint.is_file():
             raise BakeError(f"checkpoint not found: {checkpoint}")
-        return checkpoint, str(checkpoint)
+        return checkpoint, recorded_source(str(checkpoint))
     dest = download_dir / Path(urllib.request.urlparse(url).path).name
     if dest.is_file():
         print(f"using previously downloaded {dest}", file=sys.stderr)
         return dest, url
     return download(url, dest), url
+
+
+def recorded_source(source: str) -> str:
+    """What the manifest records: a URL as given, a local path by its file name only. The path is the build
+    machine's (a home directory, a CI workspace): meaningless where the model runs, and not the image's business."""
+    return source if "://" in source else Path(source).name
 
 
 def verify_digest(path: Path, expected: str | None) -> str:
@@ -277,7 +298,14 @@ def _publish(staging: Path, output: Path) -> None:
 
 
 def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | None = None) -> dict:
-    """Checkpoint → MidasNet_small → ONNX → parity check → ``output/{model.onnx,manifest.json}``."""
+    """Checkpoint → MidasNet_small → ONNX → parity check → ``output/{model.onnx,manifest.json}``.
+
+    Args:
+        checkpoint: the local checkpoint file (downloaded or given).
+        source: where it came from, for the manifest: a URL is recorded as is, a local path by its file name.
+        output: the model directory, replaced as a whole only once everything is verified.
+        expected_sha256: when given, the bake fails unless the checkpoint has this digest.
+    """
     checkpoint_sha256 = verify_digest(checkpoint, expected_sha256)
     model = build_model(load_state_dict(checkpoint))
     staging = _make_staging_dir(output)
@@ -288,7 +316,7 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
         manifest = {
             "model": contract.MODEL_NAME,
             "release": contract.MODEL_RELEASE,
-            "source": source,
+            "source": recorded_source(source),
             "checkpoint_sha256": checkpoint_sha256,
             "checkpoint_bytes": checkpoint.stat().st_size,
             "onnx_file": contract.ONNX_FILE,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,7 +32,7 @@ def run_bake(*args: str) -> subprocess.CompletedProcess:
 def test_manifest_records_what_was_baked(baked_model_dir, checkpoint_path):
     manifest = json.loads((baked_model_dir / "manifest.json").read_text())
     assert manifest["model"] == "MiDaS_small"
-    assert manifest["source"] == str(checkpoint_path)
+    assert manifest["source"] == checkpoint_path.name == "midas_v21_small_256.pt"  # the name, not the path
     assert manifest["checkpoint_sha256"] == bake_weights.sha256_file(checkpoint_path)
     assert manifest["onnx_sha256"] == bake_weights.sha256_file(baked_model_dir / "model.onnx")
     assert manifest["opset"] >= 17
@@ -74,6 +76,23 @@ def test_cli_bake_with_pinned_sha256_replaces_an_existing_output(tmp_path, check
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
     assert digest in result.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or backup directories left
+    manifest = (out / "manifest.json").read_text()
+    assert json.loads(manifest)["source"] == "midas_v21_small_256.pt"
+    assert str(checkpoint_path.parent) not in manifest  # nothing of the build machine's directories
+
+
+@pytest.mark.parametrize(
+    ("source", "recorded"),
+    [
+        ("/home/me/Downloads/midas_v21_small_256.pt", "midas_v21_small_256.pt"),
+        ("layer/checkpoints/midas_v21_small_256.pt", "midas_v21_small_256.pt"),
+        ("midas.pt", "midas.pt"),
+        (contract.OFFICIAL_CHECKPOINT_URL, contract.OFFICIAL_CHECKPOINT_URL),
+        ("http://127.0.0.1:8080/v2_1/midas_v21_small_256.pt", "http://127.0.0.1:8080/v2_1/midas_v21_small_256.pt"),
+    ],
+)
+def test_manifest_source_is_a_url_or_a_file_name(source, recorded):
+    assert bake_weights.recorded_source(source) == recorded
 
 
 # ------------------------------------------------------------------------------------------ failures
@@ -222,15 +241,57 @@ def test_failed_download_leaves_nothing(tmp_path, release_server, path, message,
     downloads, out = tmp_path / "downloads", tmp_path / "model"
     url = f"{release_server.url}/v2_1/{path}"
     assert bake_weights.main(["--url", url, "--download-dir", str(downloads), "--output", str(out)]) == 1
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert_offline_ways_named(err)
     assert list(downloads.iterdir()) == [] and not out.exists()
 
 
-def test_unreachable_url_fails_cleanly(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}/midas_v21_small_256.pt"
+def assert_offline_ways_named(stderr: str) -> None:
+    """One line that names both ways forward without network: a local checkpoint, or the test checkpoint."""
+    line = stderr.strip().splitlines()[-1]  # after the progress bar, if the download had started
+    assert line.startswith("bake_weights: error: download of "), stderr
+    assert "--checkpoint PATH" in line and "make bake BAKE_CHECKPOINT=PATH" in line
+    assert "depth is meaningless" in line
+    assert ".venv/bin/python scripts/make_test_checkpoint.py /tmp/midas_test.pt" in line
+    assert line.endswith("then make bake BAKE_CHECKPOINT=/tmp/midas_test.pt")
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["refused", "dns", "404"],
+)
+def test_unreachable_url_names_the_offline_ways(tmp_path, release_server, where):
+    url = {
+        "refused": f"http://127.0.0.1:{_free_port()}/midas_v21_small_256.pt",
+        "dns": "http://midas-bake-test.invalid/midas_v21_small_256.pt",  # .invalid never resolves (RFC 2606)
+        "404": f"{release_server.url}/v2_1/missing.pt",
+    }[where]
     downloads, out = tmp_path / "downloads", tmp_path / "model"
     result = run_bake("--url", url, "--download-dir", str(downloads), "--output", str(out))
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"bake_weights: error: download of {url} failed")
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert_offline_ways_named(result.stderr)
     assert "Traceback" not in result.stderr
     assert list(downloads.iterdir()) == [] and not out.exists()
+
+
+def test_the_offline_ways_work(tmp_path):
+    """The commands the hint names exist as written: make_test_checkpoint.py's CLI writes a checkpoint the bake
+    loads strictly, and `make bake BAKE_CHECKPOINT=...` bakes that file."""
+    command = re.search(r"\.venv/bin/python (scripts/make_test_checkpoint\.py) (\S+),", bake_weights.OFFLINE_HINT)
+    assert command and command[2] == "/tmp/midas_test.pt"
+    demo = tmp_path / "midas_test.pt"  # the hint's path, moved under tmp_path
+    made = subprocess.run([sys.executable, str(ROOT / command[1]), str(demo)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    bake_weights.build_model(bake_weights.load_state_dict(demo))  # the strict load a bake does
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    for value in ("PATH", "/tmp/midas_test.pt"):
+        assert f"make bake BAKE_CHECKPOINT={value}" in bake_weights.OFFLINE_HINT
+    dry = subprocess.run(
+        ["make", "-n", "bake", f"BAKE_CHECKPOINT={demo}"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"scripts/bake_weights.py --checkpoint {demo}" in dry.stdout
