@@ -38,7 +38,7 @@ DOCKERFILE_PARSER_VERSION := 3.4.0
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-sam-$(SAM_CLI_VERSION)-cfn-lint-$(CFN_LINT_VERSION)-dockerfile-$(DOCKERFILE_PARSER_VERSION)
 SAM := SAM_CLI_TELEMETRY=0 $(TOOLS_VENV)/bin/sam
 
-.PHONY: tools-venv validate invoke-s3 base-image image bench-image
+.PHONY: tools-venv validate invoke-s3 upload base-image image bench-image
 
 setup: $(TOOLS_STAMP)
 tools-venv: $(TOOLS_STAMP)
@@ -58,7 +58,12 @@ validate: $(TOOLS_STAMP)
 # Upload IMAGE to the emulator's input bucket and run the function on the S3 event (AWS_ENDPOINT_URL, e.g. a
 # running LocalStack, or an embedded moto server when unset). make invoke-s3 IMAGE=photo.jpg [OUT=dir]
 invoke-s3: setup
-	$(BIN)/python scripts/local_s3_invoke.py $(IMAGE) $(if $(OUT),--download $(OUT))
+	$(BIN)/python scripts/local_s3_invoke.py "$(IMAGE)" $(if $(OUT),--download "$(OUT)")
+
+# Upload IMAGE to the running `make serve` stack's input bucket; its trigger writes the heatmap, saved to OUT.
+# make upload IMAGE="café terrace.jpg" [OUT=dir]
+upload: setup
+	$(BIN)/python scripts/local_s3_invoke.py --serve "$(IMAGE)" --download "$(or $(OUT),out)"
 
 # ---------------------------------------------------------------------------------------------- the image
 # The Lambda base image: present, or pulled, or (where no registry answers) a local stand-in built from Debian

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ if str(ROOT) not in sys.path:
 EVENT_TEMPLATE = ROOT / "events" / "s3-put.json"
 INPUT_BUCKET = "midas-local-input"  # the names events/ and events/env-localstack.json use
 OUTPUT_BUCKET = "midas-local-output"
+UPLOAD_WAIT_SECONDS = 60
 
 
 @dataclass
@@ -94,7 +96,57 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, help="baked model (default $MODEL_DIR or layer/model)")
     parser.add_argument("--download", type=Path, help="copy the outputs here (default with moto: artifacts/)")
     parser.add_argument("--event-out", type=Path, help="also save the S3 event (for sam local invoke -e)")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="upload to the running `make serve` stack and wait for its trigger's heatmap instead of invoking here",
+    )
     return parser.parse_args(argv)
+
+
+def upload_to_serve(args: argparse.Namespace) -> int:
+    """`make upload`: put the image in the running `make serve` stack; its trigger writes the heatmap; fetch it."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from scripts.serve_local import DEFAULT_S3_PORT
+    from scripts.serve_local import INPUT_BUCKET as SERVE_INPUT
+    from scripts.serve_local import OUTPUT_BUCKET as SERVE_OUTPUT
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{os.environ.get('S3_PORT') or DEFAULT_S3_PORT}"
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    key = args.key or f"uploads/{args.image.name}"
+    out_key = f"depth/{key.rsplit('.', 1)[0]}.png"
+    try:
+        s3.delete_object(Bucket=SERVE_OUTPUT, Key=out_key)  # so that the heatmap waited for is this upload's
+        s3.put_object(Bucket=SERVE_INPUT, Key=key, Body=args.image.read_bytes())
+    except (BotoCoreError, ClientError) as exc:
+        print(f"error: no `make serve` stack answers on {endpoint} ({exc}); start one: make serve", file=sys.stderr)
+        return 2
+    print(f"uploaded {args.image} -> s3://{SERVE_INPUT}/{key}")
+    deadline = time.monotonic() + UPLOAD_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            body = s3.get_object(Bucket=SERVE_OUTPUT, Key=out_key)["Body"].read()
+        except ClientError:
+            time.sleep(0.25)
+            continue
+        line = f"heatmap: s3://{SERVE_OUTPUT}/{out_key}"
+        if args.download is not None:
+            local = args.download / Path(out_key).name
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(body)
+            line += f"  (saved to {local})"
+        print(line)
+        return 0
+    print(
+        f"error: no heatmap at s3://{SERVE_OUTPUT}/{out_key} after {UPLOAD_WAIT_SECONDS} s: see make serve's log",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.image.is_file():
         print(f"error: no such image: {args.image}", file=sys.stderr)
         return 2
+    if args.serve:
+        return upload_to_serve(args)
     model_dir = args.model_dir or Path(os.environ.get("MODEL_DIR") or ROOT / "layer" / "model")
     if not (model_dir / "manifest.json").is_file():
         print(f"error: no baked model in {model_dir}: run 'make bake' (or pass --model-dir)", file=sys.stderr)
