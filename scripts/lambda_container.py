@@ -185,7 +185,7 @@ class FunctionContainer:
 MOTO_DOCKERFILE = """\
 FROM {base}
 RUN pip install --no-cache-dir "moto[server]=={version}"
-ENTRYPOINT ["moto_server", "-H", "0.0.0.0", "-p", "5000"]
+ENTRYPOINT ["moto_server", "-H", "0.0.0.0", "-p", "4566"]
 """
 
 
@@ -198,7 +198,8 @@ def moto_version() -> str:
 
 @dataclass
 class S3Emulator:
-    """A moto server container on ``network`` (as ``name``:5000) and on 127.0.0.1:<port> for the host."""
+    """A moto server container on ``network`` (as ``name``:4566, also reachable as ``localstack``:4566 like the
+    LocalStack container the docs use) and on 127.0.0.1:``port`` for the host (0 = any free port)."""
 
     network: str
     name: str
@@ -206,7 +207,7 @@ class S3Emulator:
 
     @property
     def inner_url(self) -> str:
-        return f"http://{self.name}:5000"
+        return f"http://{self.name}:4566"
 
     @property
     def url(self) -> str:
@@ -214,15 +215,17 @@ class S3Emulator:
 
     def start(self) -> S3Emulator:
         version = moto_version()
-        tag = f"midas-moto-server:{version}"
+        tag = f"midas-s3-emulator:moto-{version}"
         if docker("image", "inspect", tag, check=False).returncode != 0:
             dockerfile = MOTO_DOCKERFILE.format(base=BASE_IMAGE, version=version)
             docker("build", "--network=host", "-t", tag, "-", input=dockerfile, timeout=900)
         if docker("network", "inspect", self.network, check=False).returncode != 0:
             docker("network", "create", self.network)
         docker("rm", "--force", self.name, check=False)
-        docker("run", "--detach", f"--name={self.name}", f"--network={self.network}", "--publish=127.0.0.1::5000", tag)
-        self.port = int(docker("port", self.name, "5000/tcp").stdout.split()[0].rsplit(":", 1)[1])
+        publish = f"--publish=127.0.0.1:{self.port or ''}:4566"
+        flags = [f"--name={self.name}", f"--network={self.network}", "--network-alias=localstack", publish]
+        docker("run", "--detach", *flags, tag)
+        self.port = int(docker("port", self.name, "4566/tcp").stdout.split()[0].rsplit(":", 1)[1])
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -23,11 +23,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import doc_commands
 import numpy as np
 import pytest
-from doc_commands import ROOT, Block
 from PIL import Image, ImageDraw, ImageFilter
+
+import doc_commands
+from doc_commands import ROOT, Block
 
 DOC_API = "http://127.0.0.1:8000"
 DOC_S3 = "http://127.0.0.1:9000"

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import doc_commands
 from conftest import api_event, encode, list_keys, load_event, response_body, scene
 from scripts.lambda_container import (
     BASE_IMAGE,
@@ -47,7 +48,7 @@ pytestmark = pytest.mark.image
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 TAG = "midas-depth:test"
-NETWORK = "midas-image-test"
+NETWORK = "midas-local"  # the network docs/local-aws.md runs sam local on
 S3_NAME = "midas-image-test-s3"
 INPUT_BUCKET = "midas-local-input"  # the names events/ and events/env-localstack.json use
 OUTPUT_BUCKET = "midas-local-output"
@@ -102,7 +103,7 @@ def image(base_image, build_dir) -> str:
 
 @pytest.fixture(scope="session")
 def s3_emulator(docker_engine, base_image):
-    emulator = S3Emulator(NETWORK, S3_NAME).start()
+    emulator = S3Emulator(NETWORK, S3_NAME, port=4566).start()  # where the docs expect LocalStack
     yield emulator
     emulator.stop()
 
@@ -534,3 +535,32 @@ def test_start_api_cannot_carry_binary_bodies(start_api, tmp_path):
     )
     multipart = curl("-o", "/dev/null", "-w", "%{http_code}", "-F", f"image=@{photo}", f"{start_api}/predict")
     assert raw.stdout == b"502" and multipart.stdout == b"502"
+
+
+# ------------------------------------------------------------------------------------------------ the docs' commands
+# Every `image` block of README.md and docs/, run with bash in a copy of the checkout (the build context above,
+# with a photo), `sam` and `make` on PATH, against this run's `sam local start-api` (port 3000 in the docs) and
+# the S3 emulator container, which answers where the docs put LocalStack (localhost:4566, `localstack` on the
+# midas-local network).
+NOT_RUNNABLE_HERE = {
+    "localstack/localstack": "pulls LocalStack's image from Docker Hub, which no registry here can serve",
+}
+IMAGE_BLOCKS = doc_commands.blocks("image")
+
+
+@pytest.mark.parametrize("block", IMAGE_BLOCKS, ids=[b.id for b in IMAGE_BLOCKS])
+def test_image_doc_block_runs(block, sam_built, start_api, emu, tmp_path):
+    for needle, reason in NOT_RUNNABLE_HERE.items():
+        if needle in block.text:
+            pytest.skip(f"{block.id} {reason}")
+    (sam_built / "photo.jpg").write_bytes(encode(scene(640, 480, seed=15), quality=95))
+    script = "set -euo pipefail\n" + block.text.replace("http://127.0.0.1:3000", start_api)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(SAM_CLI_TELEMETRY="0", PATH=f"{ROOT / '.venv-tools' / 'bin'}:{ROOT / '.venv' / 'bin'}:{env['PATH']}")
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    done = subprocess.run(["bash", "-c", script], cwd=sam_built, env=env, capture_output=True, text=True, timeout=900)
+    output = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{block.id}:\n{script}\n{output}"
+    for name in ("sam-depth.png", "heatmap.png", "depth.png"):
+        if f"> {name}" in block.text:
+            assert png_size((sam_built / name).read_bytes())[0] > 0
