@@ -446,17 +446,35 @@ def own_s3():
         server.stop()
 
 
+@pytest.fixture
+def fault_s3(own_s3, input_bucket, output_bucket):
+    """A client of the test's own moto server, holding the session's bucket names: the fault tests bring their own
+    data there, so they hold whichever emulator the session uses (moto in this process shares its state with the
+    server; LocalStack's objects are not on it)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("s3", endpoint_url=own_s3.url)
+    for bucket in (input_bucket, output_bucket):
+        try:
+            client.create_bucket(Bucket=bucket)
+        except ClientError as exc:  # the session's moto already made it
+            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+    return client
+
+
 FAST = {"connect_timeout": 1, "read_timeout": 1, "max_attempts": 2}
 
 
 @pytest.mark.parametrize("delivery", ["s3", "sqs"])
 def test_endpoint_gone_mid_batch_then_redelivered(
-    delivery, own_s3, monkeypatch, estimator, s3, input_bucket, output_bucket, lambda_context
+    delivery, own_s3, monkeypatch, estimator, fault_s3, input_bucket, output_bucket, lambda_context
 ):
     prefix = f"fault-{uuid.uuid4().hex[:6]}"
     keys = [f"{prefix}/{n}.jpg" for n in ("one", "two", "three")]
     for i, key in enumerate(keys):
-        s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(120, 90, seed=20 + i)))
+        fault_s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(120, 90, seed=20 + i)))
     store = own_s3.store(monkeypatch, **FAST)
 
     def gone_while_reading_two(method: str, path: str) -> None:
@@ -475,41 +493,40 @@ def test_endpoint_gone_mid_batch_then_redelivered(
         event = wrap_in_sqs(*(s3_event(input_bucket, key) for key in keys))
         result = s3_trigger.handle_sqs_event(event, estimator, store)
         assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["msg-1", "msg-2"]
-    assert list_keys(s3, output_bucket, f"depth/{prefix}/") == [f"depth/{prefix}/one.png"]  # no partial result
-    first = s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.png")["Body"].read()
-
     own_s3.on_request = lambda method, path: None
-    own_s3.start()  # the endpoint is back on the same address; Lambda re-delivers the same event
+    own_s3.start()  # the endpoint is back on the same address (its objects kept); Lambda re-delivers the same event
+    assert list_keys(fault_s3, output_bucket, f"depth/{prefix}/") == [f"depth/{prefix}/one.png"]  # no partial result
+    first = fault_s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.png")["Body"].read()
     if delivery == "s3":
         summary = s3_trigger.handle_s3_event(event, estimator, store)
         assert [w["key"] for w in summary["written"]] == keys and not summary["failed"]
     else:
         assert s3_trigger.handle_sqs_event(event, estimator, store) == {"batchItemFailures": []}
-    assert list_keys(s3, output_bucket, f"depth/{prefix}/") == [
+    assert list_keys(fault_s3, output_bucket, f"depth/{prefix}/") == [
         f"depth/{prefix}/{n}.png" for n in ("one", "three", "two")
     ]
-    assert s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.png")["Body"].read() == first
+    assert fault_s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.png")["Body"].read() == first
 
 
 def test_api_endpoint_gone_mid_request_is_503_then_recovers(
-    own_s3, monkeypatch, estimator, s3, input_bucket, output_bucket, lambda_context
+    own_s3, monkeypatch, estimator, fault_s3, input_bucket, output_bucket, lambda_context
 ):
     key = f"fault-api-{uuid.uuid4().hex[:6]}/photo.jpg"
-    s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(100, 80, seed=30)))
+    fault_s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(100, 80, seed=30)))
     handler = Mangum(create_app(estimator, own_s3.store(monkeypatch, **FAST)), lifespan="off")
     payload = _json({"s3": f"s3://{input_bucket}/{key}", "include_depth": True})
-    before = list_keys(s3, output_bucket)
+    before = list_keys(fault_s3, output_bucket)
 
     own_s3.on_request = lambda method, path: own_s3.stop() if method == "GET" else None  # gone after the read
     answer = call(handler, lambda_context, "v2", "POST", "/depth", payload, "application/json")
     assert_clean_error(answer, 503, "s3_unavailable", "retry later")
-    assert list_keys(s3, output_bucket) == before
 
     own_s3.on_request = lambda method, path: None
-    own_s3.start()
+    own_s3.start()  # back, with its objects: the failed request left nothing behind
+    assert list_keys(fault_s3, output_bucket) == before
     answer = call(handler, lambda_context, "v2", "POST", "/depth", payload, "application/json")
     assert answer.status == 200, answer.body[:300]
-    assert answer.json()["heatmap_s3"]["key"] in list_keys(s3, output_bucket, "depth/api/")
+    assert answer.json()["heatmap_s3"]["key"] in list_keys(fault_s3, output_bucket, "depth/api/")
 
 
 def test_api_endpoint_down_is_503(own_s3, monkeypatch, estimator, input_bucket, lambda_context):
@@ -522,10 +539,10 @@ def test_api_endpoint_down_is_503(own_s3, monkeypatch, estimator, input_bucket, 
 
 
 def test_slow_s3_times_out_as_503_and_fails_the_record(
-    own_s3, monkeypatch, estimator, s3, input_bucket, lambda_context
+    own_s3, monkeypatch, estimator, fault_s3, input_bucket, lambda_context
 ):
     key = f"slow-{uuid.uuid4().hex[:6]}/photo.jpg"
-    s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(64, 48, seed=31)))
+    fault_s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(64, 48, seed=31)))
     store = own_s3.store(monkeypatch, **FAST)
     handler = Mangum(create_app(estimator, store), lifespan="off")
     payload = _json({"s3": f"s3://{input_bucket}/{key}", "output": "inline"})
@@ -575,7 +592,7 @@ class Restricted:
 
 
 @pytest.fixture
-def restricted(own_s3, monkeypatch, s3, input_bucket, output_bucket):
+def restricted(own_s3, monkeypatch, fault_s3, input_bucket, output_bucket):
     """The function's S3Store with the credentials of an IAM user that may read only ``<input>/allowed/*`` and
     put/delete only ``<output>/depth/*.png`` (so a record's .pfm is denied after its .png was written).
     IAM is enforced only inside ``with restricted.enforced:`` (the session's own clients are not that user)."""
@@ -584,7 +601,7 @@ def restricted(own_s3, monkeypatch, s3, input_bucket, output_bucket):
     run = uuid.uuid4().hex[:6]
     allowed, secret = f"allowed/{run}/photo.jpg", f"secret/{run}/photo.jpg"
     for i, key in enumerate((allowed, secret)):
-        s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(64, 48, seed=40 + i)))
+        fault_s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(64, 48, seed=40 + i)))
     iam = boto3.client("iam", endpoint_url=own_s3.url)
     user = f"midas-fn-{run}"
     iam.create_user(UserName=user)
@@ -609,7 +626,7 @@ def restricted(own_s3, monkeypatch, s3, input_bucket, output_bucket):
 
 
 def test_access_denied_is_403_and_fails_the_record_without_leftovers(
-    restricted, own_s3, depth_model, baked_model_dir, s3, input_bucket, output_bucket, lambda_context
+    restricted, own_s3, depth_model, baked_model_dir, fault_s3, input_bucket, output_bucket, lambda_context
 ):
     settings = Settings(
         model_dir=str(baked_model_dir),
@@ -619,7 +636,7 @@ def test_access_denied_is_403_and_fails_the_record_without_leftovers(
     )
     estimator = DepthEstimator(settings, depth_model)
     handler = Mangum(create_app(estimator, restricted.store), lifespan="off")
-    before = list_keys(s3, output_bucket)
+    before = list_keys(fault_s3, output_bucket)
     ref = {"s3": f"s3://{input_bucket}/{restricted.secret_key}"}
     with restricted.enforced:
         denied = call(handler, lambda_context, "v2", "POST", "/depth", _json(ref), "application/json")
@@ -635,7 +652,7 @@ def test_access_denied_is_403_and_fails_the_record_without_leftovers(
     # the allowed record's heatmap (.png) was written, its .pfm denied: the .png was deleted again (no partial result)
     png = f"/{output_bucket}/depth/{restricted.allowed_key.removesuffix('.jpg')}.png"
     assert ("PUT", png) in own_s3.seen and ("DELETE", png) in own_s3.seen
-    assert list_keys(s3, output_bucket) == before
+    assert list_keys(fault_s3, output_bucket) == before
 
 
 def test_unexpected_s3_error_is_502(entry, lambda_context, s3, input_bucket, output_bucket):
