@@ -332,7 +332,7 @@ def main() -> None:
             from scripts import make_test_checkpoint
 
             checkpoint = str(make_test_checkpoint.write_checkpoint(tmp / "checkpoint.pt"))
-        model_dir = args.model_dir
+        model_dir = str(Path(args.model_dir).resolve()) if args.model_dir else None  # workers run from the repo
         if not model_dir:
             from scripts import bake_weights
 
