@@ -1,4 +1,4 @@
-# The README's commands. PYTHON must be 3.11 for the local torch wheel (and matches the bake image).
+# The README's commands. PYTHON must be 3.11 for the local torch wheel.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,8 +12,26 @@ $(VENV)/.installed: requirements.txt requirements-bake.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-test: setup
+# The whole suite on moto, then the tests that talk to S3 and SQS again against LocalStack (no Docker needed).
+S3_TESTS := tests/test_s3_trigger.py tests/test_hardening.py tests/test_local_s3_invoke.py tests/test_lambda_api.py \
+  tests/test_api.py
+test: setup localstack-venv
 	$(BIN)/python -m pytest
+	bash scripts/localstack.sh run $(BIN)/python -m pytest -q $(S3_TESTS)
+
+# LocalStack's Python package (it needs Python 3.13; pins that run on these machines) in .venv-localstack.
+LOCALSTACK_VENV ?= .venv-localstack
+LOCALSTACK_VERSION := 2026.3.0
+PYTHON313 ?= $(or $(lastword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13)),python3.13)
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed-$(LOCALSTACK_VERSION)
+.PHONY: localstack-venv
+localstack-venv: $(LOCALSTACK_STAMP)
+$(LOCALSTACK_STAMP):
+	rm -rf $(LOCALSTACK_VENV)
+	$(PYTHON313) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/pip install --quiet "localstack-core[runtime]==$(LOCALSTACK_VERSION)" "cbor2<6" \
+	  "pyopenssl<24.3" "cryptography<44" service_identity
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .
