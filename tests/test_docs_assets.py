@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 
+from browser import CHROMIUM, chromium, served
 from conftest import ROOT, api_event, response_body
 from handler.http import create_app
 from handler.s3io import S3Store
@@ -129,18 +127,6 @@ def test_docs_through_the_lambda_entry(entry, lambda_context, kind, root, page):
 
 # ------------------------------------------------------------------------------------------------ a real browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Chromium on a machine without network access hangs at start unless its background services are off.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STAGE = "/Prod"
 
 
@@ -159,35 +145,16 @@ def behind_a_stage(app, stage: str):
 
 @pytest.fixture(scope="module")
 def base_url(estimator, s3_endpoint):
-    import uvicorn
-
-    app = behind_a_stage(create_app(estimator, S3Store()), STAGE)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
+    with served(behind_a_stage(create_app(estimator, S3Store()), STAGE)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.skip("needs Chromium at /usr/bin/chromium (apt: chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

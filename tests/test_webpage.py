@@ -10,32 +10,16 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
-import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 
+from tests.browser import CHROMIUM, chromium, served
 from tests.conftest import ROOT, encode, scene
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 STAGE = "/Prod"
-# Chromium on a machine without network access hangs at start unless its background services are off.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt: chromium)")
 
@@ -58,31 +42,14 @@ def base_url(estimator):
     from handler.http import create_app
     from handler.s3io import S3Store
 
-    app = with_stage(create_app(estimator, S3Store()), STAGE)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
+    with served(with_stage(create_app(estimator, S3Store()), STAGE)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
