@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint bake serve
+.PHONY: setup test lint bake serve localstack
 
 setup: $(VENV)/.installed
 
@@ -12,26 +12,15 @@ $(VENV)/.installed: requirements.txt requirements-bake.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# The whole suite on moto, then the tests that talk to S3 and SQS again against LocalStack (no Docker needed).
-S3_TESTS := tests/test_s3_trigger.py tests/test_hardening.py tests/test_local_s3_invoke.py tests/test_lambda_api.py \
-  tests/test_api.py
-test: setup localstack-venv
+# The whole suite on moto, then the tests marked s3 (those that talk to S3 and SQS) again against LocalStack,
+# started without Docker by scripts/localstack.sh (which makes .venv-localstack on first use: Python 3.13 + PyPI).
+test: setup
 	$(BIN)/python -m pytest
-	bash scripts/localstack.sh run $(BIN)/python -m pytest -q $(S3_TESTS)
+	bash scripts/localstack.sh run $(BIN)/python -m pytest -q -m s3
 
-# LocalStack's Python package (it needs Python 3.13; pins that run on these machines) in .venv-localstack.
-LOCALSTACK_VENV ?= .venv-localstack
-LOCALSTACK_VERSION := 2026.3.0
-PYTHON313 ?= $(or $(lastword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13)),python3.13)
-LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed-$(LOCALSTACK_VERSION)
-.PHONY: localstack-venv
-localstack-venv: $(LOCALSTACK_STAMP)
-$(LOCALSTACK_STAMP):
-	rm -rf $(LOCALSTACK_VENV)
-	$(PYTHON313) -m venv $(LOCALSTACK_VENV)
-	$(LOCALSTACK_VENV)/bin/pip install --quiet "localstack-core[runtime]==$(LOCALSTACK_VERSION)" "cbor2<6" \
-	  "pyopenssl<24.3" "cryptography<44" service_identity
-	touch $@
+# LocalStack (S3, SQS) in the background on 127.0.0.1:4566 for runs of your own; scripts/localstack.sh stop ends it.
+localstack:
+	bash scripts/localstack.sh start
 
 lint: setup
 	$(BIN)/ruff check .
@@ -73,14 +62,19 @@ validate: $(TOOLS_STAMP)
 	$(TOOLS_VENV)/bin/cfn-lint infra/template.yaml
 	$(SAM) validate --lint --region us-east-1
 
+# IMAGE must come from the command line (or the environment): the IMAGE below is the container image's tag.
+image_given = $(if $(filter file undefined default,$(origin IMAGE)),$(error usage: make $@ IMAGE=photo.jpg [OUT=dir]))
+
 # Upload IMAGE to the emulator's input bucket and run the function on the S3 event (AWS_ENDPOINT_URL, e.g. a
 # running LocalStack, or an embedded moto server when unset). make invoke-s3 IMAGE=photo.jpg [OUT=dir]
 invoke-s3: setup
+	$(image_given)
 	$(BIN)/python scripts/local_s3_invoke.py "$(IMAGE)" $(if $(OUT),--download "$(OUT)")
 
 # Upload IMAGE to the running `make serve` stack's input bucket; its trigger writes the heatmap, saved to OUT.
 # make upload IMAGE="café terrace.jpg" [OUT=dir]
 upload: setup
+	$(image_given)
 	$(BIN)/python scripts/local_s3_invoke.py --serve "$(IMAGE)" --download "$(or $(OUT),out)"
 
 # ---------------------------------------------------------------------------------------------- the image

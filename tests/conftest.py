@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import inspect
 import io
 import json
 import os
@@ -37,6 +38,25 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+# ------------------------------------------------------------------------------------------------ markers
+
+# A test that asks for one of these talks to the session's S3/SQS endpoint itself: it is marked ``s3`` (``make test``
+# runs those a second time against LocalStack). Tests that only reach S3 through an app or estimator built on the
+# session's buckets are not: their S3 calls are the same ones the marked tests make.
+S3_FIXTURES = {"s3_endpoint", "s3", "sqs", "input_bucket", "output_bucket"}
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "s3: talks to the S3/SQS endpoint (moto, or AWS_ENDPOINT_URL's LocalStack)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and S3_FIXTURES & set(inspect.signature(function).parameters):
+            item.add_marker(pytest.mark.s3)
 
 
 # ------------------------------------------------------------------------------------------------ model
