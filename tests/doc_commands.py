@@ -144,7 +144,16 @@ def problems() -> list[str]:
 # ------------------------------------------------------------------------------------------------ static checks
 
 # Paths commands make rather than the repository holding them.
-GENERATED = (".venv", ".venv-runtime", ".venv-tools", "layer/model", "layer/checkpoints", ".aws-sam", "artifacts")
+GENERATED = (
+    ".venv",
+    ".venv-runtime",
+    ".venv-tools",
+    ".venv-localstack",
+    "layer/model",
+    "layer/checkpoints",
+    ".aws-sam",
+    "artifacts",
+)
 _SEPARATORS = {";", "&&", "||", "|", "&", "(", ")", "|&", ";;", "{", "}"}
 _MAKE_OPTIONS_WITH_VALUE = {"-C", "-f", "-j", "-o", "-W", "-I", "--directory", "--file", "--jobs"}
 
