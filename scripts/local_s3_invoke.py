@@ -8,7 +8,12 @@ URL-encoded as S3 encodes it), and the function is the real Lambda entry (handle
     python scripts/local_s3_invoke.py IMAGE [--key uploads/name.jpg] [--download DIR] [--event-out FILE]
 
 Prints where the heatmap went. ``--event-out`` saves the event for ``sam local invoke -e FILE``.
-Exit codes: 0 written, 1 the function failed, 2 bad input or no model.
+
+``--serve`` (`make upload IMAGE=photo.jpg`) runs nothing here: it uploads to the running `make serve` stack
+(``AWS_ENDPOINT_URL``, else http://127.0.0.1:$S3_PORT, default 9000) under uploads/, waits up to 60 s for the
+heatmap its trigger writes under depth/, and saves it to ``--download``.
+
+Exit codes: 0 written, 1 the function failed (or no heatmap in time), 2 bad input, no model or no stack.
 """
 
 from __future__ import annotations
@@ -107,34 +112,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def upload_to_serve(args: argparse.Namespace) -> int:
     """`make upload`: put the image in the running `make serve` stack; its trigger writes the heatmap; fetch it."""
     import boto3
+    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from scripts.serve_local import DEFAULT_S3_PORT
-    from scripts.serve_local import INPUT_BUCKET as SERVE_INPUT
-    from scripts.serve_local import OUTPUT_BUCKET as SERVE_OUTPUT
+    from handler.imaging import IMAGE_EXTENSIONS
+    from handler.outputs import key_stem
+    from scripts import serve_local
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{os.environ.get('S3_PORT') or DEFAULT_S3_PORT}"
-    s3 = boto3.client("s3", endpoint_url=endpoint)
-    key = args.key or f"uploads/{args.image.name}"
-    out_key = f"depth/{key.rsplit('.', 1)[0]}.png"
+    for name, value in serve_local.CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    port = os.environ.get("S3_PORT") or serve_local.DEFAULT_S3_PORT
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{port}"
+    quick = Config(connect_timeout=2, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
+    s3 = boto3.client("s3", endpoint_url=endpoint, config=quick)
+    key = args.key or f"{serve_local.UPLOAD_PREFIX}{args.image.name}"
+    if Path(key).suffix.lower() not in IMAGE_EXTENSIONS:
+        print(
+            f"error: {key} is not an image key the trigger handles ({' '.join(sorted(IMAGE_EXTENSIONS))})",
+            file=sys.stderr,
+        )
+        return 2
+    source, output = f"s3://{serve_local.INPUT_BUCKET}/{key}", serve_local.OUTPUT_BUCKET
+    out_key = f"depth/{key_stem(key)}.png"
     try:
-        s3.delete_object(Bucket=SERVE_OUTPUT, Key=out_key)  # so that the heatmap waited for is this upload's
-        s3.put_object(Bucket=SERVE_INPUT, Key=key, Body=args.image.read_bytes())
+        s3.delete_object(Bucket=output, Key=out_key)  # so that the heatmap waited for is this upload's
+        s3.put_object(Bucket=serve_local.INPUT_BUCKET, Key=key, Body=args.image.read_bytes())
     except (BotoCoreError, ClientError) as exc:
         print(f"error: no `make serve` stack answers on {endpoint} ({exc}); start one: make serve", file=sys.stderr)
         return 2
-    print(f"uploaded {args.image} -> s3://{SERVE_INPUT}/{key}")
+    print(f"uploaded {args.image} -> {source}", flush=True)
     deadline = time.monotonic() + UPLOAD_WAIT_SECONDS
     while time.monotonic() < deadline:
         try:
-            body = s3.get_object(Bucket=SERVE_OUTPUT, Key=out_key)["Body"].read()
+            body = s3.get_object(Bucket=output, Key=out_key)["Body"].read()
         except ClientError:
             time.sleep(0.25)
             continue
-        line = f"heatmap: s3://{SERVE_OUTPUT}/{out_key}"
+        line = f"heatmap: s3://{output}/{out_key}"
         if args.download is not None:
             local = args.download / Path(out_key).name
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +157,8 @@ def upload_to_serve(args: argparse.Namespace) -> int:
         print(line)
         return 0
     print(
-        f"error: no heatmap at s3://{SERVE_OUTPUT}/{out_key} after {UPLOAD_WAIT_SECONDS} s: see make serve's log",
+        f"error: no heatmap at s3://{output}/{out_key} {UPLOAD_WAIT_SECONDS} s after the upload: "
+        f"see make serve's log for {source}",
         file=sys.stderr,
     )
     return 1
