@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pytest
@@ -100,8 +101,6 @@ def test_sqs_wrapped_notifications_report_per_message(entry, lambda_context, s3,
 
 def s3_event(bucket: str, *keys: str, event_name: str = "ObjectCreated:Put") -> dict:
     """The committed `sam local generate-event s3 put` payload, retargeted (keys encoded as AWS does)."""
-    from urllib.parse import quote_plus
-
     template = load_event("s3-put.json")["Records"][0]
     records = []
     for key in keys:
@@ -111,6 +110,28 @@ def s3_event(bucket: str, *keys: str, event_name: str = "ObjectCreated:Put") -> 
         record["s3"]["object"]["key"] = quote_plus(key, safe="/")
         records.append(record)
     return {"Records": records}
+
+
+KEY_ENCODINGS = {  # how each sender writes s3.object.key in its notifications
+    "aws": lambda key: quote_plus(key, safe="/"),  # form-encoded, slashes kept (as sam local generate-event)
+    "moto": quote_plus,  # form-encoded, slashes too
+    "localstack": quote,  # percent-encoded: a space is %20, a plus %2B
+}
+
+
+@pytest.mark.parametrize("sender", KEY_ENCODINGS)
+def test_every_senders_key_encoding_names_the_object(sender, entry, lambda_context, s3, input_bucket, output_bucket):
+    key = f"uploads/enc-{sender}/a+b=c&d é 100%.jpg"
+    s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 4))
+    event = s3_event(input_bucket, key)
+    event["Records"][0]["s3"]["object"]["key"] = KEY_ENCODINGS[sender](key)
+    assert event["Records"][0]["s3"]["object"]["key"] != key
+    written = entry.lambda_handler(event, lambda_context)["written"]
+    assert [(w["key"], w["heatmap"]) for w in written] == [(key, f"depth/uploads/enc-{sender}/a+b=c&d é 100%.png")]
+    assert list_keys(s3, output_bucket, f"depth/uploads/enc-{sender}/") == [
+        f"depth/uploads/enc-{sender}/a+b=c&d é 100%.pfm",
+        f"depth/uploads/enc-{sender}/a+b=c&d é 100%.png",
+    ]
 
 
 def test_committed_sam_event_key_is_decoded(entry, lambda_context, s3, input_bucket, output_bucket):
