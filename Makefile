@@ -28,7 +28,7 @@ lint: setup
 
 # Bake layer/model/ from the official release (or BAKE_CHECKPOINT=path for an air-gapped build).
 bake: setup
-	$(BIN)/python scripts/bake_weights.py $(if $(BAKE_CHECKPOINT),--checkpoint $(BAKE_CHECKPOINT)) $(if $(BAKE_SHA256),--sha256 $(BAKE_SHA256))
+	$(BIN)/python scripts/bake_weights.py $(if $(BAKE_CHECKPOINT),--checkpoint "$(BAKE_CHECKPOINT)") $(if $(BAKE_SHA256),--sha256 "$(BAKE_SHA256)")
 
 # The API on 127.0.0.1:8000 with an embedded S3 emulator; bakes layer/model/ first if missing.
 serve: setup
