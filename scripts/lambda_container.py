@@ -219,9 +219,9 @@ class S3Emulator:
         if docker("image", "inspect", tag, check=False).returncode != 0:
             dockerfile = MOTO_DOCKERFILE.format(base=BASE_IMAGE, version=version)
             docker("build", "--network=host", "-t", tag, "-", input=dockerfile, timeout=900)
-        if docker("network", "inspect", self.network, check=False).returncode != 0:
-            docker("network", "create", self.network)
         docker("rm", "--force", self.name, check=False)
+        self._remove_network()  # a fresh one: Docker allows several networks of one name, and then refuses both
+        docker("network", "create", self.network)
         publish = f"--publish=127.0.0.1:{self.port or ''}:4566"
         flags = [f"--name={self.name}", f"--network={self.network}", "--network-alias=localstack", publish]
         docker("run", "--detach", *flags, tag)
@@ -236,6 +236,13 @@ class S3Emulator:
                     raise RuntimeError(f"the S3 emulator did not answer on {self.url}") from None
                 time.sleep(0.2)
 
+    def _remove_network(self) -> None:
+        for network_id in docker("network", "ls", "-q", "--filter", f"name=^{self.network}$").stdout.split():
+            attached = docker("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", network_id)
+            for container in attached.stdout.split():
+                docker("rm", "--force", container, check=False)
+            docker("network", "rm", network_id, check=False)
+
     def stop(self) -> None:
         docker("rm", "--force", self.name, check=False)
-        docker("network", "rm", self.network, check=False)
+        self._remove_network()
