@@ -294,4 +294,4 @@ def test_the_offline_ways_work(tmp_path):
         ["make", "-n", "bake", f"BAKE_CHECKPOINT={demo}"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert dry.returncode == 0, dry.stderr
-    assert f"scripts/bake_weights.py --checkpoint {demo}" in dry.stdout
+    assert f'scripts/bake_weights.py --checkpoint "{demo}"' in dry.stdout  # quoted: paths may hold spaces
