@@ -35,11 +35,19 @@ class Settings(BaseSettings):
     output_bucket: str | None = Field(None, description="where heatmaps are written; unset = inline only")
     output_prefix: str = Field("depth/", min_length=1, description="key prefix of every object the function writes")
     allowed_input_buckets: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset(), description="buckets /depth may read from (comma-separated); empty = none"
+        frozenset(),
+        description="input buckets: /depth may read and the S3 trigger accepts (comma-separated); empty = none",
+    )
+    upload_prefix: str = Field("uploads/", description="key prefix of the uploads the S3 trigger accepts")
+    allowed_input_prefixes: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), description="key prefixes /depth may read (comma-separated); empty = UPLOAD_PREFIX"
     )
     write_raw_depth: bool = Field(False, description="S3 trigger also writes <stem>.pfm (float32 depth)")
     max_image_bytes: int = Field(25 * 1024 * 1024, gt=0, description="largest encoded image accepted")
-    max_image_pixels: int = Field(50_000_000, gt=0, description="largest decoded image (width x height)")
+    max_image_pixels: int = Field(50_000_000, gt=0, description="largest decoded image (width x height), S3 trigger")
+    max_http_image_pixels: int = Field(
+        16_777_216, gt=0, description="largest decoded image on the HTTP API (4096 x 4096); capped by max_image_pixels"
+    )
     max_json_bytes: int = Field(API_GATEWAY_MAX_REQUEST_BYTES, gt=0, description="largest JSON request body")
     presigned_url_ttl: int = Field(3600, ge=1, le=7 * 24 * 3600, description="seconds a depth_map_url is valid")
     default_colormap: Colormap = "inferno"
@@ -47,13 +55,14 @@ class Settings(BaseSettings):
     ort_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads; 0 = the CPU share (quota or Lambda memory) in whole cores"
     )
+    health_details: bool = Field(False, description="GET /health also lists library versions and limits")
     ort_spinning: bool | None = Field(
         None, description="ORT threads busy-wait between operators; unset = only on whole, unthrottled cores"
     )
 
-    @field_validator("allowed_input_buckets", mode="before")
+    @field_validator("allowed_input_buckets", "allowed_input_prefixes", mode="before")
     @classmethod
-    def _split_buckets(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(b.strip() for b in value.split(",") if b.strip())
         return value
@@ -72,6 +81,21 @@ class Settings(BaseSettings):
                 "must name a folder (e.g. 'depth/'): it is what keeps outputs from triggering the function"
             )
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("upload_prefix")
+    @classmethod
+    def _upload_prefix_is_relative(cls, value: str) -> str:
+        return value.lstrip("/")
+
+    @property
+    def input_prefixes(self) -> tuple[str, ...]:
+        """The key prefixes ``/depth`` may read: ALLOWED_INPUT_PREFIXES, else the upload prefix."""
+        return tuple(sorted(self.allowed_input_prefixes)) or (self.upload_prefix,)
+
+    @property
+    def http_max_pixels(self) -> int:
+        """The pixel cap of the HTTP path (never above the S3 path's)."""
+        return min(self.max_http_image_pixels, self.max_image_pixels)
 
     @model_validator(mode="after")
     def _limits_fit_lambda(self) -> Settings:
