@@ -54,12 +54,15 @@ class DepthEstimator:
         """Load and verify the baked model named by ``settings`` (raises ``ModelUnavailable``)."""
         return cls(settings, DepthModel.from_settings(settings))
 
-    def estimate(self, data: bytes) -> DepthResult:
-        """Encoded image bytes → relative inverse depth (larger = nearer) at the image's own size."""
+    def estimate(self, data: bytes, *, max_pixels: int | None = None) -> DepthResult:
+        """Encoded image bytes → relative inverse depth (larger = nearer) at the image's own size; ``max_pixels``
+        lowers the settings' pixel cap (the HTTP path's)."""
         result = DepthResult(depth=np.empty((0, 0), np.float32))
         with result.stage("decode"):
             rgb = imaging.decode_image(
-                data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+                data,
+                max_bytes=self.settings.max_image_bytes,
+                max_pixels=min(max_pixels or self.settings.max_image_pixels, self.settings.max_image_pixels),
             )
         height, width = rgb.shape[:2]
         with result.stage("preprocess"):

@@ -49,6 +49,10 @@ class BucketNotAllowed(DepthError):
     status_code, code = 403, "bucket_not_allowed"
 
 
+class KeyNotAllowed(DepthError):
+    status_code, code = 403, "key_not_allowed"
+
+
 class S3AccessDenied(DepthError):
     status_code, code = 403, "s3_access_denied"
 

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from handler.core import DepthEstimator
 from handler.errors import DepthError, ValidationFailed
+from handler.headers import SecurityHeaders, api_headers
 from handler.logs import logger
 from handler.routes import depth, docs, health, pages, predict
 from handler.routes.common import ErrorResponse
@@ -62,6 +63,7 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     app.state.started_at = time.time()
     _register_error_handlers(app)
     app.add_middleware(StagePrefix)
+    app.add_middleware(SecurityHeaders)  # added last: the outermost, so that error responses get them too
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -74,6 +76,35 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     return app
 
 
+# A 422 lists this many errors at most (plus their count), and names only the fields the API declares: a body
+# of many bad or unknown keys answers in a few hundred bytes, never with the caller's own strings.
+MAX_VALIDATION_DETAILS = 5
+_MAX_MESSAGE = 200
+_DECLARED_NAMES = frozenset(
+    {"body", "query", "path", "header", "cookie", *depth.DepthRequest.model_fields, *depth.S3Ref.model_fields}
+)
+
+
+def _safe_loc(loc: Any) -> list[str | int]:
+    return [p if isinstance(p, int) or p in _DECLARED_NAMES else "<field>" for p in (loc or ())]
+
+
+def bounded_validation_error(errors: Any) -> ErrorResponse:
+    """FastAPI's validation errors → a bounded 422 body: the first few, each location limited to declared names,
+    no input values, messages cut short, and the total count."""
+    errors = list(errors)
+    detail = [
+        {"loc": _safe_loc(e.get("loc")), "msg": str(e.get("msg", ""))[:_MAX_MESSAGE], "type": str(e.get("type", ""))}
+        for e in errors[:MAX_VALIDATION_DETAILS]
+    ]
+    first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"] if p != "body")
+    message = f"{where}: {first['msg']}" if where else first["msg"]
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error{'s' * (len(errors) > 2)})"
+    return ErrorResponse(error=ValidationFailed.code, message=message, detail=detail)
+
+
 def _register_error_handlers(app: FastAPI) -> None:
     """The one place errors become HTTP responses: a JSON body that names the problem, never a traceback."""
 
@@ -84,13 +115,7 @@ def _register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
-        ]
-        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"] if p != "body")
-        message = f"{where}: {first['msg']}" if where else first["msg"]
-        body = ErrorResponse(error=ValidationFailed.code, message=message, detail=detail)
+        body = bounded_validation_error(exc.errors())
         return JSONResponse(body.model_dump(), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -103,4 +128,4 @@ def _register_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error", extra={"path": request.url.path})
         body = {"status": "error", "error": "internal_error", "message": "internal error; see the function's logs"}
-        return JSONResponse(body, status_code=500)
+        return JSONResponse(body, status_code=500, headers=api_headers())  # sent outside the middleware

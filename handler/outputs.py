@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import posixpath
 from urllib.parse import quote
 
 from handler.config import Settings
@@ -20,14 +19,14 @@ KINDS = {
 
 
 def output_key(settings: Settings, stem: str, kind: str) -> str:
-    """``<output prefix><stem><suffix>``, e.g. ``depth/uploads/photo.png`` for ``uploads/photo.jpg``."""
+    """``<output prefix><stem><suffix>``, e.g. ``depth/uploads/photo.jpg.png`` for ``uploads/photo.jpg``."""
     return f"{settings.output_prefix}{stem}{KINDS[kind][0]}"
 
 
-def key_stem(key: str) -> str:
-    """The key without its extension: ``uploads/a b.jpeg`` → ``uploads/a b``."""
-    root, _ = posixpath.splitext(key)
-    return root
+def upload_stem(key: str) -> str:
+    """The stem of an upload's outputs: the whole key, extension included, so that ``uploads/a.jpg`` and
+    ``uploads/a.png`` get outputs of their own (``depth/uploads/a.jpg.png``, ``depth/uploads/a.png.png``)."""
+    return key
 
 
 def is_own_output(settings: Settings, bucket: str, key: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from handler import outputs
+from handler.config import Settings
 from handler.core import DepthEstimator
 from handler.errors import DepthError, InvalidRequest, OutputNotConfigured
 from handler.imaging import IMAGE_EXTENSIONS
@@ -56,20 +57,35 @@ def is_sqs_event(event: Any) -> bool:
     return _event_source(event) == "aws:sqs"
 
 
+def _refusal(settings: Settings, bucket: str, key: str) -> str | None:
+    """Why this function must not read ``bucket/key`` (not its input bucket, or outside the upload prefix)."""
+    if bucket not in settings.allowed_input_buckets:
+        return "bucket_not_allowed: not one of this function's input buckets (ALLOWED_INPUT_BUCKETS)"
+    if not key.startswith(settings.upload_prefix):
+        return f"key_not_allowed: outside the upload prefix {settings.upload_prefix} (UPLOAD_PREFIX)"
+    return None
+
+
 def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Outcome:
-    """One S3 record → heatmap (+ PFM when enabled) under ``<output prefix><key without extension>``."""
+    """One S3 record → heatmap (+ PFM when enabled) under ``<output prefix><key>``."""
     settings = estimator.settings
     try:
         bucket = record.s3.bucket.name
         key = unquote_plus(record.s3.get_object.key)  # AWS and emulators encode spaces/unicode differently
         event_name = record.event_name
+        if not all(isinstance(v, str) for v in (bucket, key, event_name)):
+            raise TypeError("bucket name, key and eventName must be strings")
     except (KeyError, TypeError, AttributeError) as exc:  # a hand-made event: fail this record, not the batch
         logger.error("malformed S3 record", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return Outcome("", "", "failed", "malformed_record: no s3.bucket.name, s3.object.key or eventName")
+        return Outcome("", "", "failed", "malformed_record: no string s3.bucket.name, s3.object.key or eventName")
     if not event_name.startswith("ObjectCreated"):
-        return Outcome(bucket, key, "skipped", f"{event_name} is not an upload")
+        return Outcome(bucket, key, "skipped", "not an upload (eventName is not ObjectCreated:*)")
     if outputs.is_own_output(settings, bucket, key):
         return Outcome(bucket, key, "skipped", "one of this function's own outputs")
+    refusal = _refusal(settings, bucket, key)
+    if refusal:
+        logger.error("record refused", extra={"bucket": bucket, "key": key, "reason": refusal})
+        return Outcome(bucket, key, "failed", refusal)
     if posixpath.splitext(key)[1].lower() not in IMAGE_EXTENSIONS:
         return Outcome(bucket, key, "skipped", "not an image key (by extension)")
     try:
@@ -88,7 +104,7 @@ def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Ou
             source_etag=obj.etag,
             model_sha256=estimator.model.manifest.data["onnx_sha256"],
         )
-        written = outputs.write_outputs(store, settings, outputs.key_stem(key), files, meta)
+        written = outputs.write_outputs(store, settings, outputs.upload_stem(key), files, meta)
     except DepthError as exc:
         logger.error("record failed", extra={"bucket": bucket, "key": key, "error": exc.code, "reason": exc.message})
         return Outcome(bucket, key, "failed", f"{exc.code}: {exc.message}")

@@ -109,14 +109,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def key_problem(key: str) -> str | None:
+    """Why the upload trigger would not take ``key`` (outside uploads/, or not an image extension), if it would not."""
+    from handler.imaging import IMAGE_EXTENSIONS
+    from scripts.serve_local import UPLOAD_PREFIX
+
+    if not key.startswith(UPLOAD_PREFIX):
+        return f"{key} is outside {UPLOAD_PREFIX}, the only prefix the trigger takes"
+    if Path(key).suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"{key} is not an image key the trigger handles ({' '.join(sorted(IMAGE_EXTENSIONS))})"
+    return None
+
+
 def upload_to_serve(args: argparse.Namespace) -> int:
     """`make upload`: put the image in the running `make serve` stack; its trigger writes the heatmap; fetch it."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from handler.imaging import IMAGE_EXTENSIONS
-    from handler.outputs import key_stem
+    from handler.outputs import upload_stem
     from scripts import serve_local
 
     for name, value in serve_local.CREDENTIALS.items():
@@ -126,14 +137,12 @@ def upload_to_serve(args: argparse.Namespace) -> int:
     quick = Config(connect_timeout=2, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
     s3 = boto3.client("s3", endpoint_url=endpoint, config=quick)
     key = args.key or f"{serve_local.UPLOAD_PREFIX}{args.image.name}"
-    if Path(key).suffix.lower() not in IMAGE_EXTENSIONS:
-        print(
-            f"error: {key} is not an image key the trigger handles ({' '.join(sorted(IMAGE_EXTENSIONS))})",
-            file=sys.stderr,
-        )
+    problem = key_problem(key)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     source, output = f"s3://{serve_local.INPUT_BUCKET}/{key}", serve_local.OUTPUT_BUCKET
-    out_key = f"depth/{key_stem(key)}.png"
+    out_key = f"depth/{upload_stem(key)}.png"
     try:
         s3.delete_object(Bucket=output, Key=out_key)  # so that the heatmap waited for is this upload's
         s3.put_object(Bucket=serve_local.INPUT_BUCKET, Key=key, Body=args.image.read_bytes())
@@ -176,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no baked model in {model_dir}: run 'make bake' (or pass --model-dir)", file=sys.stderr)
         return 2
     key = args.key or f"uploads/{args.image.name}"
+    problem = key_problem(key)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     # Emulator credentials and region unless the caller set their own (LocalStack accepts any).
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -201,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"event saved to {args.event_out}")
 
     # The deployment's environment, pointed at the emulator's buckets; then the real entry, as Lambda calls it.
-    os.environ.update(MODEL_DIR=str(model_dir), OUTPUT_BUCKET=args.output_bucket, ALLOWED_INPUT_BUCKETS=args.bucket)
+    os.environ.update(
+        MODEL_DIR=str(model_dir),
+        OUTPUT_BUCKET=args.output_bucket,
+        ALLOWED_INPUT_BUCKETS=args.bucket,
+        UPLOAD_PREFIX="uploads/",
+    )
     from handler.entry import lambda_handler
     from handler.s3 import RecordsFailed
 

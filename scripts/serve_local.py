@@ -178,15 +178,15 @@ def banner(url: str, endpoint: str, s3_port: int) -> str:
         f"\nMiDaS depth API  {url}/   (API docs: {url}/docs)\n"
         f"S3 emulator      {endpoint}   buckets {INPUT_BUCKET} (input), {OUTPUT_BUCKET} (output)\n"
         f"Upload trigger   s3://{INPUT_BUCKET}/{UPLOAD_PREFIX}<name>.jpg -> s3://{OUTPUT_BUCKET}/depth/"
-        f"{UPLOAD_PREFIX}<name>.png   (queue {QUEUE}, {MAX_RECEIVES} tries)\n"
+        f"{UPLOAD_PREFIX}<name>.jpg.png   (queue {QUEUE}, {MAX_RECEIVES} tries)\n"
         f"\nThe API:\n"
         f"  curl -F image=@photo.jpg {url}/predict\n"
         f"  curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' {url}/depth -o depth.png\n"
-        f"The upload trigger (waits for the heatmap, saves it as out/photo.png):\n"
+        f"The upload trigger (waits for the heatmap, saves it as out/photo.jpg.png):\n"
         f'  make upload IMAGE="photo.jpg"{port_arg}\n'
         f"Any S3 client (endpoint {endpoint}, any credentials), e.g. the AWS CLI:\n"
         f"  {aws} cp photo.jpg s3://{INPUT_BUCKET}/{UPLOAD_PREFIX}\n"
-        f"  {aws} cp s3://{OUTPUT_BUCKET}/depth/{UPLOAD_PREFIX}photo.png .   # a second or so later\n"
+        f"  {aws} cp s3://{OUTPUT_BUCKET}/depth/{UPLOAD_PREFIX}photo.jpg.png .   # a second or so later\n"
     )
 
 
@@ -203,7 +203,12 @@ def main() -> None:
     model_dir = Path(os.environ.get("MODEL_DIR") or ROOT / "layer" / "model")
     ensure_model(model_dir)
     endpoint, queue_url = start_s3(s3_port)
-    os.environ.update(MODEL_DIR=str(model_dir), OUTPUT_BUCKET=OUTPUT_BUCKET, ALLOWED_INPUT_BUCKETS=INPUT_BUCKET)
+    os.environ.update(
+        MODEL_DIR=str(model_dir),
+        OUTPUT_BUCKET=OUTPUT_BUCKET,
+        ALLOWED_INPUT_BUCKETS=INPUT_BUCKET,
+        UPLOAD_PREFIX=UPLOAD_PREFIX,
+    )
     import boto3
 
     from handler import entry  # the Lambda entry: model loaded once, as in a container

@@ -147,7 +147,7 @@ class Corpus:
         images.append(("noise-800x600.png", encode(noise, "PNG"), "image/png"))
         bad = {"garbage.jpg": b"\x00garbage" * 64, "bomb.png": png_claiming(50_000, 50_000)}
         for name, data in [(n, d) for n, d, _ in images] + list(bad.items()):
-            keys[name] = f"soak-{run}/{name}"
+            keys[name] = f"uploads/soak-{run}/{name}"
             s3.put_object(Bucket=input_bucket, Key=keys[name], Body=data)
         return cls(images, keys, input_bucket)
 
@@ -213,8 +213,9 @@ def request_kinds(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[Ima
                 ({"image": "%%% not base64"}, 400),
                 ({"image": b64(b"plain text")}, 400),
                 ({"image": b64(image[1]), "unknown": 1}, 422),
-                ({"s3": f"s3://{corpus.input_bucket}/soak/missing.jpg"}, 404),
-                ({"s3": "s3://not-an-allowed-bucket/a.jpg"}, 403),
+                ({"s3": f"s3://{corpus.input_bucket}/uploads/soak/missing.jpg"}, 404),
+                ({"s3": "s3://not-an-allowed-bucket/uploads/a.jpg"}, 403),
+                ({"s3": f"s3://{corpus.input_bucket}/private/a.jpg"}, 403),
                 ({"image": "data:text/plain;base64,aGk="}, 415),
             ]
         )

@@ -139,6 +139,12 @@ def input_bucket(s3) -> str:
 
 
 @pytest.fixture(scope="session")
+def events_bucket(s3) -> str:
+    """A second input bucket, for tests that point its notifications at a queue of their own."""
+    return _bucket(s3, "midas-events")
+
+
+@pytest.fixture(scope="session")
 def output_bucket(s3) -> str:
     return _bucket(s3, "midas-out")
 
@@ -176,13 +182,14 @@ def lambda_context() -> LambdaContext:
 
 
 @pytest.fixture(scope="session")
-def entry(baked_model_dir, s3_endpoint, input_bucket, output_bucket):
+def entry(baked_model_dir, s3_endpoint, input_bucket, events_bucket, output_bucket):
     """handler.entry imported once, with the environment the SAM template gives the function."""
     env = {
         "MODEL_DIR": str(baked_model_dir),
         "OUTPUT_BUCKET": output_bucket,
         "OUTPUT_PREFIX": "depth/",
-        "ALLOWED_INPUT_BUCKETS": input_bucket,
+        "ALLOWED_INPUT_BUCKETS": f"{input_bucket},{events_bucket}",
+        "UPLOAD_PREFIX": "uploads/",
         "WRITE_RAW_DEPTH": "true",
     }
     with pytest.MonkeyPatch.context() as mp:

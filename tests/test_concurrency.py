@@ -74,7 +74,7 @@ def server(baked_model_dir, s3_endpoint, input_bucket, output_bucket, tmp_path_f
 def test_eight_concurrent_clients_share_one_model(server, estimator, s3, input_bucket, output_bucket):
     url, log = server
     images = [encode(scene(96 + 16 * i, 64 + 8 * i, seed=200 + i), "PNG" if i % 2 else "JPEG") for i in range(CLIENTS)]
-    keys = [f"concurrency/{i}.img" for i in range(CLIENTS)]
+    keys = [f"uploads/concurrency/{i}.img" for i in range(CLIENTS)]
     for key, data in zip(keys, images, strict=True):
         s3.put_object(Bucket=input_bucket, Key=key, Body=data)
     expected = [estimator.heatmap_png(estimator.estimate(data)) for data in images]

@@ -174,6 +174,7 @@ def offline_page(browser):
 
     page.route("**/*", route)
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.errors.append(m.text))
     page.on("response", lambda r: r.status >= 400 and page.failed.append(f"{r.status} {r.url}"))
     yield page
     context.close()

@@ -62,7 +62,7 @@ BAD_IMAGES = {  # name → (bytes, error code the API answers)
     "bomb.jpg": (jpeg_claiming(50_000, 50_000), "too_many_pixels"),
 }
 STATUS = {"invalid_image": 400, "too_many_pixels": 413}
-WORDS = {"invalid_image": (), "too_many_pixels": ("50000x50000", "the limit is 50000000 pixels")}
+WORDS = {"invalid_image": (), "too_many_pixels": ("50000x50000", "the limit is 16777216 pixels on the HTTP API")}
 
 
 def b64(data: bytes) -> str:
@@ -115,7 +115,7 @@ def bad_objects(s3, input_bucket) -> dict[str, str]:
     """The bad images (and a good one, and a text file) uploaded to the allowed input bucket: name → key."""
     keys = {}
     for name, (data, _) in {**BAD_IMAGES, "good.jpg": (JPEG, None), "notes.txt": (b"hello", None)}.items():
-        keys[name] = f"hardening/{uuid.uuid4().hex[:6]}/{name}"
+        keys[name] = f"uploads/hardening/{uuid.uuid4().hex[:6]}/{name}"
         s3.put_object(Bucket=input_bucket, Key=keys[name], Body=data)
     return keys
 
@@ -171,7 +171,12 @@ BAD_REQUESTS = {
         "/depth", _json({"image": "data:image/png,abc"}), "application/json", 400, "invalid_base64"
     ),
     "json-unknown-field": Bad(
-        "/depth", _json({"image": b64(JPEG), "url": "x"}), "application/json", 422, "validation_error", ("url",)
+        "/depth",
+        _json({"image": b64(JPEG), "url": "x"}),
+        "application/json",
+        422,
+        "validation_error",
+        ("1 unknown field",),
     ),
     "json-several-mb-unknown-field": Bad(
         "/depth", _json({"image": b64(JPEG), "padding": "x" * 4_000_000}), "application/json", 422, "validation_error"
@@ -206,7 +211,11 @@ BAD_REQUESTS = {
         "/predict", _json({"image": b64(JPEG)}), "application/json", 415, "unsupported_media_type"
     ),
     "s3-missing-key": Bad(
-        "/depth", lambda o, b: {"s3": f"s3://{b}/hardening/missing.jpg"}, "application/json", 404, "s3_object_not_found"
+        "/depth",
+        lambda o, b: {"s3": f"s3://{b}/uploads/hardening/missing.jpg"},
+        "application/json",
+        404,
+        "s3_object_not_found",
     ),
     "s3-bucket-not-allowed": Bad(
         "/depth",
@@ -261,7 +270,7 @@ def test_api_missing_bucket_through_api_gateway(depth_model, baked_model_dir, la
     settings = Settings(model_dir=str(baked_model_dir), allowed_input_buckets=gone)
     handler = Mangum(create_app(DepthEstimator(settings, depth_model), S3Store()), lifespan="off")
     answer = call(
-        handler, lambda_context, "v1", "POST", "/depth", _json({"s3": f"s3://{gone}/a.jpg"}), "application/json"
+        handler, lambda_context, "v1", "POST", "/depth", _json({"s3": f"s3://{gone}/uploads/a.jpg"}), "application/json"
     )
     assert_clean_error(answer, 404, "s3_object_not_found", f"bucket {gone} does not exist")
 
@@ -293,7 +302,7 @@ def s3_batch(s3, input_bucket, output_bucket, bad_objects):
     """One record per case: two good uploads, every bad image, a missing key, a missing bucket, a '..' key, a
     non-image key, one of the function's own outputs, a deletion and a record without its s3 section.
     → (key prefix, [(event, expected status, expected reason)])."""
-    prefix = f"batch-{uuid.uuid4().hex[:6]}"
+    prefix = f"uploads/batch-{uuid.uuid4().hex[:6]}"
     good = {f"{prefix}/good-a.jpg": JPEG, f"{prefix}/good-b.png": PNG}
     for key, data in good.items():
         s3.put_object(Bucket=input_bucket, Key=key, Body=data)
@@ -303,7 +312,7 @@ def s3_batch(s3, input_bucket, output_bucket, bad_objects):
         *[(s3_event(input_bucket, key), "written", "") for key in good],
         *[(s3_event(input_bucket, bad_objects[n]), "failed", code) for n, (_, code) in BAD_IMAGES.items()],
         (s3_event(input_bucket, f"{prefix}/missing.jpg"), "failed", "s3_object_not_found"),
-        (s3_event(f"midas-gone-{uuid.uuid4().hex[:8]}", "uploads/a.jpg"), "failed", "s3_object_not_found"),
+        (s3_event(f"midas-gone-{uuid.uuid4().hex[:8]}", "uploads/a.jpg"), "failed", "bucket_not_allowed"),
         (s3_event(input_bucket, f"{prefix}/../escape.jpg"), "failed", "'..' segments"),
         (s3_event(input_bucket, bad_objects["notes.txt"]), "skipped", "not an image key"),
         (s3_event(output_bucket, "depth/uploads/own.png"), "skipped", "own outputs"),
@@ -333,7 +342,7 @@ def test_s3_event_with_good_and_bad_records(entry, lambda_context, s3, output_bu
     assert str(raised.value).startswith(f"{len(summary['failed'])} of {len(cases)} records failed")
     assert len(failed_reasons) == 10 and len(skipped_reasons) == 3
     new = sorted(set(list_keys(s3, output_bucket)) - set(before))
-    assert new == [f"depth/{prefix}/{stem}.{ext}" for stem in ("good-a", "good-b") for ext in ("pfm", "png")]
+    assert new == [f"depth/{prefix}/{stem}.{ext}" for stem in ("good-a.jpg", "good-b.png") for ext in ("pfm", "png")]
 
 
 def test_sqs_batch_with_good_and_bad_messages(entry, lambda_context, s3, output_bucket, s3_batch):
@@ -346,7 +355,7 @@ def test_sqs_batch_with_good_and_bad_messages(entry, lambda_context, s3, output_
     expected = sorted(f"msg-{i}" for i, (_, status, _) in enumerate(cases) if status == "failed")
     assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == expected
     new = set(list_keys(s3, output_bucket)) - set(before)
-    assert new == {f"depth/{prefix}/{stem}.{ext}" for stem in ("good-a", "good-b") for ext in ("pfm", "png")}
+    assert new == {f"depth/{prefix}/{stem}.{ext}" for stem in ("good-a.jpg", "good-b.png") for ext in ("pfm", "png")}
 
 
 # ------------------------------------------------------------------------------------------------ limits
@@ -471,7 +480,7 @@ FAST = {"connect_timeout": 1, "read_timeout": 1, "max_attempts": 2}
 def test_endpoint_gone_mid_batch_then_redelivered(
     delivery, own_s3, monkeypatch, estimator, fault_s3, input_bucket, output_bucket, lambda_context
 ):
-    prefix = f"fault-{uuid.uuid4().hex[:6]}"
+    prefix = f"uploads/fault-{uuid.uuid4().hex[:6]}"
     keys = [f"{prefix}/{n}.jpg" for n in ("one", "two", "three")]
     for i, key in enumerate(keys):
         fault_s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(120, 90, seed=20 + i)))
@@ -495,23 +504,25 @@ def test_endpoint_gone_mid_batch_then_redelivered(
         assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["msg-1", "msg-2"]
     own_s3.on_request = lambda method, path: None
     own_s3.start()  # the endpoint is back on the same address (its objects kept); Lambda re-delivers the same event
-    assert list_keys(fault_s3, output_bucket, f"depth/{prefix}/") == [f"depth/{prefix}/one.png"]  # no partial result
-    first = fault_s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.png")["Body"].read()
+    assert list_keys(fault_s3, output_bucket, f"depth/{prefix}/") == [
+        f"depth/{prefix}/one.jpg.png"
+    ]  # no partial result
+    first = fault_s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.jpg.png")["Body"].read()
     if delivery == "s3":
         summary = s3_trigger.handle_s3_event(event, estimator, store)
         assert [w["key"] for w in summary["written"]] == keys and not summary["failed"]
     else:
         assert s3_trigger.handle_sqs_event(event, estimator, store) == {"batchItemFailures": []}
     assert list_keys(fault_s3, output_bucket, f"depth/{prefix}/") == [
-        f"depth/{prefix}/{n}.png" for n in ("one", "three", "two")
+        f"depth/{prefix}/{n}.jpg.png" for n in ("one", "three", "two")
     ]
-    assert fault_s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.png")["Body"].read() == first
+    assert fault_s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.jpg.png")["Body"].read() == first
 
 
 def test_api_endpoint_gone_mid_request_is_503_then_recovers(
     own_s3, monkeypatch, estimator, fault_s3, input_bucket, output_bucket, lambda_context
 ):
-    key = f"fault-api-{uuid.uuid4().hex[:6]}/photo.jpg"
+    key = f"uploads/fault-api-{uuid.uuid4().hex[:6]}/photo.jpg"
     fault_s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(100, 80, seed=30)))
     handler = Mangum(create_app(estimator, own_s3.store(monkeypatch, **FAST)), lifespan="off")
     payload = _json({"s3": f"s3://{input_bucket}/{key}", "include_depth": True})
@@ -533,7 +544,13 @@ def test_api_endpoint_down_is_503(own_s3, monkeypatch, estimator, input_bucket, 
     handler = Mangum(create_app(estimator, own_s3.store(monkeypatch, **FAST)), lifespan="off")
     own_s3.stop()
     answer = call(
-        handler, lambda_context, "v1", "POST", "/depth", _json({"s3": f"s3://{input_bucket}/a.jpg"}), "application/json"
+        handler,
+        lambda_context,
+        "v1",
+        "POST",
+        "/depth",
+        _json({"s3": f"s3://{input_bucket}/uploads/a.jpg"}),
+        "application/json",
     )
     assert_clean_error(answer, 503, "s3_unavailable", "could not be reached", "retry later")
 
@@ -541,7 +558,7 @@ def test_api_endpoint_down_is_503(own_s3, monkeypatch, estimator, input_bucket, 
 def test_slow_s3_times_out_as_503_and_fails_the_record(
     own_s3, monkeypatch, estimator, fault_s3, input_bucket, lambda_context
 ):
-    key = f"slow-{uuid.uuid4().hex[:6]}/photo.jpg"
+    key = f"uploads/slow-{uuid.uuid4().hex[:6]}/photo.jpg"
     fault_s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(64, 48, seed=31)))
     store = own_s3.store(monkeypatch, **FAST)
     handler = Mangum(create_app(estimator, store), lifespan="off")
@@ -593,13 +610,13 @@ class Restricted:
 
 @pytest.fixture
 def restricted(own_s3, monkeypatch, fault_s3, input_bucket, output_bucket):
-    """The function's S3Store with the credentials of an IAM user that may read only ``<input>/allowed/*`` and
+    """The function's S3Store with the credentials of an IAM user that may read only ``<input>/uploads/allowed/*`` and
     put/delete only ``<output>/depth/*.png`` (so a record's .pfm is denied after its .png was written).
     IAM is enforced only inside ``with restricted.enforced:`` (the session's own clients are not that user)."""
     import boto3
 
     run = uuid.uuid4().hex[:6]
-    allowed, secret = f"allowed/{run}/photo.jpg", f"secret/{run}/photo.jpg"
+    allowed, secret = f"uploads/allowed/{run}/photo.jpg", f"uploads/secret/{run}/photo.jpg"
     for i, key in enumerate((allowed, secret)):
         fault_s3.put_object(Bucket=input_bucket, Key=key, Body=encode(scene(64, 48, seed=40 + i)))
     iam = boto3.client("iam", endpoint_url=own_s3.url)
@@ -608,7 +625,7 @@ def restricted(own_s3, monkeypatch, fault_s3, input_bucket, output_bucket):
     policy = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{input_bucket}/allowed/*"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{input_bucket}/uploads/allowed/*"},
             {
                 "Effect": "Allow",
                 "Action": ["s3:PutObject", "s3:DeleteObject"],
@@ -650,14 +667,14 @@ def test_access_denied_is_403_and_fails_the_record_without_leftovers(
     assert all(reason.startswith("s3_access_denied") for reason in failed.values()), failed
     assert ".pfm was denied" in failed[restricted.allowed_key]
     # the allowed record's heatmap (.png) was written, its .pfm denied: the .png was deleted again (no partial result)
-    png = f"/{output_bucket}/depth/{restricted.allowed_key.removesuffix('.jpg')}.png"
+    png = f"/{output_bucket}/depth/{restricted.allowed_key}.png"
     assert ("PUT", png) in own_s3.seen and ("DELETE", png) in own_s3.seen
     assert list_keys(fault_s3, output_bucket) == before
 
 
 def test_unexpected_s3_error_is_502(entry, lambda_context, s3, input_bucket, output_bucket):
     """An archived (GLACIER) object: S3 answers InvalidObjectState, which is neither missing nor denied."""
-    key = f"archived-{uuid.uuid4().hex[:6]}/photo.jpg"
+    key = f"uploads/archived-{uuid.uuid4().hex[:6]}/photo.jpg"
     s3.put_object(Bucket=input_bucket, Key=key, Body=JPEG, StorageClass="GLACIER")
     answer = call(
         entry.lambda_handler,

@@ -146,6 +146,7 @@ def function_env(emulator: S3Emulator) -> dict[str, str]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "OUTPUT_BUCKET": OUTPUT_BUCKET,
         "ALLOWED_INPUT_BUCKETS": INPUT_BUCKET,
+        "UPLOAD_PREFIX": "uploads/",
     }
 
 
@@ -306,8 +307,8 @@ def test_base64_json_depth_inline(function):
 
 
 def test_s3_reference_depth(function, emu):
-    emu["s3"].put_object(Bucket=INPUT_BUCKET, Key="refs/ref.jpg", Body=encode(scene(128, 96, seed=7)))
-    payload = json.dumps({"s3": f"s3://{INPUT_BUCKET}/refs/ref.jpg", "output": "s3"})
+    emu["s3"].put_object(Bucket=INPUT_BUCKET, Key="uploads/refs/ref.jpg", Body=encode(scene(128, 96, seed=7)))
+    payload = json.dumps({"s3": f"s3://{INPUT_BUCKET}/uploads/refs/ref.jpg", "output": "s3"})
     reply, _ = function.invoke(api_event("v1", "POST", "/depth", payload, "application/json"))
     assert reply["statusCode"] == 200, reply.get("body")
     result = json.loads(response_body(reply))
@@ -316,7 +317,7 @@ def test_s3_reference_depth(function, emu):
         128,
         96,
     )
-    missing = json.dumps({"s3": f"s3://{INPUT_BUCKET}/refs/missing.jpg"})
+    missing = json.dumps({"s3": f"s3://{INPUT_BUCKET}/uploads/refs/missing.jpg"})
     reply, _ = function.invoke(api_event("v1", "POST", "/depth", missing, "application/json"))
     assert reply["statusCode"] == 404 and json.loads(response_body(reply))["error"] == "s3_object_not_found"
 
@@ -327,7 +328,7 @@ def test_s3_put_event_from_the_emulator_writes_the_heatmap(function, emu):
     event.pop("_message_id")
     reply, _ = function.invoke(event)
     assert reply.get("written"), reply
-    png = emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key="depth/uploads/café terrace.png")["Body"].read()
+    png = emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key="depth/uploads/café terrace.jpg.png")["Body"].read()
     assert png_size(png) == (160, 120)
 
 
@@ -343,7 +344,7 @@ def test_sqs_batch_with_a_bad_record_reports_only_it(function, emu):
     reply, _ = function.invoke({"Records": records})
     assert [f["itemIdentifier"] for f in reply["batchItemFailures"]] == [records[1]["messageId"]]
     written = list_keys(emu["s3"], OUTPUT_BUCKET, "depth/uploads/batch-")
-    assert "depth/uploads/batch-good.png" in written and "depth/uploads/batch-bad.png" not in written
+    assert "depth/uploads/batch-good.jpg.png" in written and "depth/uploads/batch-bad.jpg.png" not in written
 
 
 def test_the_function_ran_read_only_as_lambdas_user(function):
@@ -412,7 +413,7 @@ def test_sam_local_invoke_s3_put_event(sam_built, sam_env_file, emu):
     emu["s3"].put_object(Bucket=record["bucket"]["name"], Key=key, Body=encode(scene(120, 90, seed=10)))
     reply = sam_invoke(sam_built, sam_env_file, "events/s3-put.json")
     assert reply["written"], reply
-    stem = key.rsplit(".", 1)[0]
+    stem = key  # outputs keep the upload's extension
     assert png_size(emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=f"depth/{stem}.png")["Body"].read()) == (120, 90)
 
 
@@ -425,7 +426,7 @@ def test_sam_local_invoke_sqs_event(sam_built, sam_env_file, emu):
     emu["s3"].put_object(Bucket=inner["bucket"]["name"], Key=key, Body=encode(scene(100, 80, seed=11)))
     reply = sam_invoke(sam_built, sam_env_file, "events/sqs-s3-put.json")
     assert reply == {"batchItemFailures": []}
-    stem = key.rsplit(".", 1)[0]
+    stem = key  # outputs keep the upload's extension
     assert png_size(emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=f"depth/{stem}.png")["Body"].read()) == (100, 80)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from conftest import encode, scene
@@ -44,7 +45,7 @@ def test_local_s3_invoke_uploads_runs_the_function_and_says_where_the_heatmap_we
         timeout=INVOKE_TIMEOUT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    out_key = "depth/uploads/local invoke/street scene.png"
+    out_key = "depth/uploads/local invoke/street scene.jpg.png"
     assert f"heatmap: s3://{output_bucket}/{out_key}" in done.stdout
     assert s3.head_object(Bucket=input_bucket, Key="uploads/local invoke/street scene.jpg")["ContentLength"] > 0
     assert _png_size(s3.get_object(Bucket=output_bucket, Key=out_key)["Body"].read()) == (200, 150)
@@ -64,3 +65,22 @@ def test_local_s3_invoke_fails_clearly_without_a_model(tmp_path):
     )
     assert done.returncode == 2
     assert "no baked model" in done.stderr and "make bake" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "key, words",
+    [
+        ("private/a.jpg", "is outside uploads/, the only prefix the trigger takes"),
+        ("uploads/a.txt", "is not an image key the trigger handles"),
+    ],
+)
+def test_local_s3_invoke_refuses_a_key_the_trigger_would_refuse(tmp_path, baked_model_dir, key, words):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(encode(scene(32, 32), "JPEG"))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "local_s3_invoke.py"), str(image), "--key", key]
+        + ["--model-dir", str(baked_model_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {key} {words}") and not done.stdout

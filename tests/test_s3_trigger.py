@@ -28,11 +28,10 @@ def image_for(key: str, seed: int) -> bytes:
 
 
 @pytest.fixture
-def notified_bucket(s3, sqs):
-    """A fresh input bucket whose ObjectCreated notifications go to an SQS queue on the emulator."""
-    bucket = f"midas-events-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    queue_url = sqs.create_queue(QueueName=f"{bucket}-q")["QueueUrl"]
+def notified_bucket(s3, sqs, events_bucket):
+    """An input bucket whose ObjectCreated notifications now go to a fresh SQS queue on the emulator."""
+    bucket = events_bucket
+    queue_url = sqs.create_queue(QueueName=f"{bucket}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.put_bucket_notification_configuration(
         Bucket=bucket,
@@ -68,7 +67,7 @@ def test_emulator_events_with_awkward_keys(entry, lambda_context, s3, sqs, notif
         assert len(result["written"]) == 1 and not result["failed"], result
     written = list_keys(s3, output_bucket, "depth/uploads/")
     for i, key in enumerate(AWKWARD_KEYS):
-        stem = key.rsplit(".", 1)[0]
+        stem = key  # the whole key: uploads/a.jpg → depth/uploads/a.jpg.png
         assert f"depth/{stem}.png" in written and f"depth/{stem}.pfm" in written
         head = s3.head_object(Bucket=output_bucket, Key=f"depth/{stem}.png")
         assert head["ContentType"] == "image/png"
@@ -95,8 +94,8 @@ def test_sqs_wrapped_notifications_report_per_message(entry, lambda_context, s3,
     result = entry.lambda_handler({"Records": records}, lambda_context)
     broken_id = next(m["MessageId"] for m in messages if "broken" in m["Body"])
     assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted([broken_id, "not-json"])
-    assert "depth/uploads/sqs-good.png" in list_keys(s3, output_bucket, "depth/uploads/sqs-")
-    assert "depth/uploads/sqs-broken.png" not in list_keys(s3, output_bucket, "depth/uploads/sqs-")
+    assert "depth/uploads/sqs-good.jpg.png" in list_keys(s3, output_bucket, "depth/uploads/sqs-")
+    assert "depth/uploads/sqs-broken.jpg.png" not in list_keys(s3, output_bucket, "depth/uploads/sqs-")
 
 
 def s3_event(bucket: str, *keys: str, event_name: str = "ObjectCreated:Put") -> dict:
@@ -127,10 +126,10 @@ def test_every_senders_key_encoding_names_the_object(sender, entry, lambda_conte
     event["Records"][0]["s3"]["object"]["key"] = KEY_ENCODINGS[sender](key)
     assert event["Records"][0]["s3"]["object"]["key"] != key
     written = entry.lambda_handler(event, lambda_context)["written"]
-    assert [(w["key"], w["heatmap"]) for w in written] == [(key, f"depth/uploads/enc-{sender}/a+b=c&d é 100%.png")]
+    assert [(w["key"], w["heatmap"]) for w in written] == [(key, f"depth/uploads/enc-{sender}/a+b=c&d é 100%.jpg.png")]
     assert list_keys(s3, output_bucket, f"depth/uploads/enc-{sender}/") == [
-        f"depth/uploads/enc-{sender}/a+b=c&d é 100%.pfm",
-        f"depth/uploads/enc-{sender}/a+b=c&d é 100%.png",
+        f"depth/uploads/enc-{sender}/a+b=c&d é 100%.jpg.pfm",
+        f"depth/uploads/enc-{sender}/a+b=c&d é 100%.jpg.png",
     ]
 
 
@@ -140,60 +139,131 @@ def test_committed_sam_event_key_is_decoded(entry, lambda_context, s3, input_buc
     event["Records"][0]["s3"]["bucket"]["name"] = input_bucket
     s3.put_object(Bucket=input_bucket, Key="uploads/my photo (1).jpg", Body=image_for("x.jpg", 2))
     result = entry.lambda_handler(event, lambda_context)
-    assert result["written"][0]["heatmap"] == "depth/uploads/my photo (1).png"
-    assert "depth/uploads/my photo (1).png" in list_keys(s3, output_bucket, "depth/uploads/my photo")
+    assert result["written"][0]["heatmap"] == "depth/uploads/my photo (1).jpg.png"
+    assert "depth/uploads/my photo (1).jpg.png" in list_keys(s3, output_bucket, "depth/uploads/my photo")
 
 
 def test_bad_record_does_not_lose_the_others(entry, lambda_context, s3, input_bucket, output_bucket):
-    good = ["batch/one.jpg", "batch/two.png"]
+    good = ["uploads/batch/one.jpg", "uploads/batch/two.png"]
     for i, key in enumerate(good):
         s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, i))
-    s3.put_object(Bucket=input_bucket, Key="batch/bad.jpg", Body=b"\xff\xd8\xff garbage")
-    event = s3_event(input_bucket, good[0], "batch/bad.jpg", "batch/missing.jpg", good[1], "batch/readme.txt")
+    s3.put_object(Bucket=input_bucket, Key="uploads/batch/bad.jpg", Body=b"\xff\xd8\xff garbage")
+    event = s3_event(
+        input_bucket, good[0], "uploads/batch/bad.jpg", "uploads/batch/missing.jpg", good[1], "uploads/batch/readme.txt"
+    )
     with pytest.raises(RecordsFailed) as failed:
         entry.lambda_handler(event, lambda_context)
     message = str(failed.value)
     assert message.startswith("2 of 5 records failed")
-    assert "batch/bad.jpg (invalid_image" in message and "batch/missing.jpg (s3_object_not_found" in message
-    written = list_keys(s3, output_bucket, "depth/batch/")
-    assert written == ["depth/batch/one.pfm", "depth/batch/one.png", "depth/batch/two.pfm", "depth/batch/two.png"]
+    assert "uploads/batch/bad.jpg (invalid_image" in message and "batch/missing.jpg (s3_object_not_found" in message
+    written = list_keys(s3, output_bucket, "depth/uploads/batch/")
+    assert written == [
+        f"depth/uploads/batch/{name}" for name in ("one.jpg.pfm", "one.jpg.png", "two.png.pfm", "two.png.png")
+    ]
 
 
 def test_redelivery_overwrites_the_same_keys(entry, lambda_context, s3, input_bucket, output_bucket):
-    key = "redo/photo.jpg"
+    key = "uploads/redo/photo.jpg"
     s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 3))
     event = s3_event(input_bucket, key)
     first = entry.lambda_handler(event, lambda_context)
-    body1 = s3.get_object(Bucket=output_bucket, Key="depth/redo/photo.png")["Body"].read()
+    body1 = s3.get_object(Bucket=output_bucket, Key="depth/uploads/redo/photo.jpg.png")["Body"].read()
     second = entry.lambda_handler(event, lambda_context)
-    body2 = s3.get_object(Bucket=output_bucket, Key="depth/redo/photo.png")["Body"].read()
+    body2 = s3.get_object(Bucket=output_bucket, Key="depth/uploads/redo/photo.jpg.png")["Body"].read()
     assert first == second and body1 == body2
-    assert list_keys(s3, output_bucket, "depth/redo/") == ["depth/redo/photo.pfm", "depth/redo/photo.png"]
+    assert list_keys(s3, output_bucket, "depth/uploads/redo/") == [
+        "depth/uploads/redo/photo.jpg.pfm",
+        "depth/uploads/redo/photo.jpg.png",
+    ]
 
 
-def test_skips_own_outputs_non_images_and_deletions(entry, lambda_context, s3, output_bucket):
+def test_skips_own_outputs_non_images_and_deletions(entry, lambda_context, s3, input_bucket, output_bucket):
     """Even a trigger misconfigured on the output bucket must not recurse on the function's own outputs."""
     before = list_keys(s3, output_bucket)
-    own = s3_event(output_bucket, "depth/uploads/x.png")
+    own = s3_event(output_bucket, "depth/uploads/x.jpg.png")
     assert entry.lambda_handler(own, lambda_context)["skipped"][0]["reason"] == "one of this function's own outputs"
-    other = s3_event(output_bucket, "notes/readme.md", "notes/archive.zip")
+    other = s3_event(input_bucket, "uploads/notes/readme.md", "uploads/notes/archive.zip")
     assert [s["reason"] for s in entry.lambda_handler(other, lambda_context)["skipped"]] == [
         "not an image key (by extension)"
     ] * 2
-    removed = s3_event(output_bucket, "uploads/gone.jpg", event_name="ObjectRemoved:Delete")
-    assert entry.lambda_handler(removed, lambda_context)["skipped"][0]["reason"].endswith("is not an upload")
+    removed = s3_event(input_bucket, "uploads/gone.jpg", event_name="ObjectRemoved:Delete")
+    reason = entry.lambda_handler(removed, lambda_context)["skipped"][0]["reason"]
+    assert reason == "not an upload (eventName is not ObjectCreated:*)"
     assert list_keys(s3, output_bucket) == before
+
+
+@pytest.mark.parametrize(
+    "where, key, reason",
+    [
+        ("someone-elses-bucket", "uploads/a.jpg", "bucket_not_allowed: not one of this function's input buckets"),
+        ("output", "uploads/a.jpg", "bucket_not_allowed: not one of this function's input buckets"),
+        ("input", "private/hr/badge-photo.jpg", "key_not_allowed: outside the upload prefix uploads/"),
+        ("input", "Uploads/a.jpg", "key_not_allowed: outside the upload prefix uploads/"),
+    ],
+)
+def test_records_outside_the_input_bucket_or_upload_prefix_are_refused_unread(
+    entry, lambda_context, s3, input_bucket, output_bucket, where, key, reason
+):
+    bucket = {"input": input_bucket, "output": output_bucket}.get(where, where)
+    if where == "input":
+        s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 1))  # it exists: still not read
+    before = list_keys(s3, output_bucket)
+    with pytest.raises(RecordsFailed) as failed:
+        entry.lambda_handler(s3_event(bucket, key), lambda_context)
+    [record] = failed.value.summary["failed"]
+    assert record["bucket"] == bucket and record["key"] == key and record["reason"].startswith(reason)
+    assert list_keys(s3, output_bucket) == before
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda r: r.update(eventName=7),
+        lambda r: r.update(eventName=None),
+        lambda r: r["s3"]["bucket"].update(name=["a"]),
+        lambda r: r["s3"]["object"].update(key={"k": 1}),
+        lambda r: r.pop("s3"),
+    ],
+    ids=["int eventName", "null eventName", "list bucket", "object key", "no s3"],
+)
+def test_a_malformed_record_fails_alone(entry, lambda_context, s3, input_bucket, output_bucket, spoil):
+    key = "uploads/malformed-neighbour.jpg"
+    s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 2))
+    event = s3_event(input_bucket, key, key)
+    spoil(event["Records"][0])
+    with pytest.raises(RecordsFailed) as failed:
+        entry.lambda_handler(event, lambda_context)
+    summary = failed.value.summary
+    assert [f["reason"].split(":")[0] for f in summary["failed"]] == ["malformed_record"]
+    assert [w["heatmap"] for w in summary["written"]] == [f"depth/{key}.png"]
+
+
+def test_uploads_that_differ_only_by_extension_keep_their_own_outputs(
+    entry, lambda_context, s3, input_bucket, output_bucket
+):
+    keys = ["uploads/same-name.jpg", "uploads/same-name.png", "uploads/same-name.JPG"]
+    for i, key in enumerate(keys):
+        s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key.lower(), i))
+    written = entry.lambda_handler(s3_event(input_bucket, *keys), lambda_context)["written"]
+    assert [w["heatmap"] for w in written] == [f"depth/{k}.png" for k in keys]
+    heatmaps = {k: s3.get_object(Bucket=output_bucket, Key=f"depth/{k}.png")["Body"].read() for k in keys}
+    assert len(set(heatmaps.values())) == 3  # three images, three heatmaps: none overwrote another
+    for key in keys:
+        meta = s3.head_object(Bucket=output_bucket, Key=f"depth/{key}.png")["Metadata"]
+        assert meta["source-key"] == key
 
 
 def test_long_unicode_keys_fit_s3_limits(entry, lambda_context, s3, input_bucket, output_bucket):
     """Metadata over S3's 2 KB becomes a digest; an output key over 1024 bytes fails the record up front."""
-    long_key = "long/" + "写真" * 150 + ".jpg"  # 905 UTF-8 bytes: fits S3, its percent-encoding (2.7 KB) does not
+    long_key = (
+        "uploads/long/" + "写真" * 150 + ".jpg"
+    )  # 905 UTF-8 bytes: fits S3, its percent-encoding (2.7 KB) does not
     s3.put_object(Bucket=input_bucket, Key=long_key, Body=image_for("x.jpg", 1))
     result = entry.lambda_handler(s3_event(input_bucket, long_key), lambda_context)
     meta = s3.head_object(Bucket=output_bucket, Key=result["written"][0]["heatmap"])["Metadata"]
     assert meta["source-key"].startswith("sha256:") and sum(len(k) + len(v) for k, v in meta.items()) < 2048
-    too_long = "long/" + "é" * 505 + ".jpg"  # 1019 bytes as an input key; depth/ + stem + .png exceeds 1024
+    too_long = "uploads/long/" + "é" * 501 + ".jpg"  # 1022 bytes as an input key; depth/ + key + .png: over 1024
     s3.put_object(Bucket=input_bucket, Key=too_long, Body=image_for("x.jpg", 1))
     with pytest.raises(RecordsFailed, match="S3 allows 1024"):
         entry.lambda_handler(s3_event(input_bucket, too_long), lambda_context)
-    assert not [k for k in list_keys(s3, output_bucket, "depth/long/") if "é" in k]
+    assert not [k for k in list_keys(s3, output_bucket, "depth/uploads/long/") if "é" in k]

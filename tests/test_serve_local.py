@@ -148,7 +148,7 @@ def stack_s3(stack):
 def test_banner_names_the_stack(stack):
     text = stack.text()
     assert f"{stack.api}/docs" in text
-    assert "s3://midas-input/uploads/<name>.jpg -> s3://midas-output/depth/uploads/<name>.png" in text
+    assert "s3://midas-input/uploads/<name>.jpg -> s3://midas-output/depth/uploads/<name>.jpg.png" in text
     aws = f"aws --endpoint-url http://127.0.0.1:{stack.s3_port} s3 cp photo.jpg s3://midas-input/uploads/"
     assert aws in text
     assert stack.banner_line("make upload") == f'make upload IMAGE="photo.jpg" S3_PORT={stack.s3_port}'
@@ -158,7 +158,7 @@ def test_upload_by_any_client_gets_its_heatmap_from_the_trigger(stack, stack_s3)
     key = "uploads/Été à Paris/café terrace.jpg"
     body = big_jpeg()
     etag = stack_s3.put_object(Bucket="midas-input", Key=key, Body=body)["ETag"].strip('"')
-    out_key = "depth/uploads/Été à Paris/café terrace.png"
+    out_key = "depth/uploads/Été à Paris/café terrace.jpg.png"
     result = wait_for_object(stack_s3, "midas-output", out_key)
     assert png_size(result["Body"].read()) == (2000, 1400)
     meta = result["Metadata"]
@@ -186,8 +186,8 @@ def test_make_upload_as_the_banner_says(stack, tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"uploaded {image} -> s3://midas-input/uploads/café terrace.jpg" in done.stdout
-    saved = out / "café terrace.png"
-    assert f"heatmap: s3://midas-output/depth/uploads/café terrace.png  (saved to {saved})" in done.stdout
+    saved = out / "café terrace.jpg.png"
+    assert f"heatmap: s3://midas-output/depth/uploads/café terrace.jpg.png  (saved to {saved})" in done.stdout
     assert png_size(saved.read_bytes()) == (320, 240)
 
 
@@ -218,12 +218,11 @@ def test_make_upload_needs_an_image():
 # ------------------------------------------------------------------------------------------------ the poller
 
 
-def test_trigger_retries_a_failed_upload_then_drops_it(entry, s3, sqs, output_bucket):
+def test_trigger_retries_a_failed_upload_then_drops_it(entry, s3, sqs, events_bucket, output_bucket):
     """The poller on the session's endpoint: a broken upload is delivered max_receives times and then dropped; a
     good one is written once; a key outside uploads/ never notifies."""
-    bucket = f"midas-trigger-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    queue_url = serve_local.wire_trigger(s3, sqs, bucket, f"{bucket}-q", visibility_timeout=1)
+    run = f"midas-trigger-{uuid.uuid4().hex[:8]}"
+    queue_url = serve_local.wire_trigger(s3, sqs, events_bucket, f"{run}-q", visibility_timeout=1)
     deliveries: dict[str, int] = {}  # source key → times the entry got it
     lock = threading.Lock()
 
@@ -239,11 +238,11 @@ def test_trigger_retries_a_failed_upload_then_drops_it(entry, s3, sqs, output_bu
     poller = threading.Thread(target=serve_local.poll_uploads, args=(sqs, queue_url, handler, stop, 2), daemon=True)
     poller.start()
     try:
-        good, broken, elsewhere = f"uploads/{bucket}/ok ü.jpg", f"uploads/{bucket}/broken.jpg", "other/x.jpg"
-        s3.put_object(Bucket=bucket, Key=good, Body=encode(scene(120, 90, seed=13)))
-        s3.put_object(Bucket=bucket, Key=broken, Body=b"\xff\xd8\xff not a jpeg")
-        s3.put_object(Bucket=bucket, Key=elsewhere, Body=encode(scene(40, 30)))
-        heatmap = wait_for_object(s3, output_bucket, f"depth/uploads/{bucket}/ok ü.png")
+        good, broken, elsewhere = f"uploads/{run}/ok ü.jpg", f"uploads/{run}/broken.jpg", "other/x.jpg"
+        s3.put_object(Bucket=events_bucket, Key=good, Body=encode(scene(120, 90, seed=13)))
+        s3.put_object(Bucket=events_bucket, Key=broken, Body=b"\xff\xd8\xff not a jpeg")
+        s3.put_object(Bucket=events_bucket, Key=elsewhere, Body=encode(scene(40, 30)))
+        heatmap = wait_for_object(s3, output_bucket, f"depth/uploads/{run}/ok ü.jpg.png")
         assert png_size(heatmap["Body"].read()) == (120, 90)
         deadline = time.monotonic() + TRIGGER_TIMEOUT
         while deliveries.get(broken, 0) < 2 or queue_depth(sqs, queue_url):
@@ -255,8 +254,8 @@ def test_trigger_retries_a_failed_upload_then_drops_it(entry, s3, sqs, output_bu
         poller.join(timeout=10)
     assert deliveries == {good: 1, broken: 2}
     assert queue_depth(sqs, queue_url) == 0
-    stem = f"depth/uploads/{bucket}/ok ü"
-    assert list_keys(s3, output_bucket, f"depth/uploads/{bucket}/") == [f"{stem}.pfm", f"{stem}.png"]  # the entry's
+    stem = f"depth/uploads/{run}/ok ü.jpg"
+    assert list_keys(s3, output_bucket, f"depth/uploads/{run}/") == [f"{stem}.pfm", f"{stem}.png"]  # the entry's
 
 
 def queue_depth(sqs, queue_url: str) -> int:

@@ -59,6 +59,7 @@ def page(browser):
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))  # blocked by CSP
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

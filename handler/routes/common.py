@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from handler import outputs
 from handler.config import LAMBDA_MAX_RESPONSE_BYTES
 from handler.core import DepthEstimator, DepthResult
-from handler.errors import PayloadTooLarge
+from handler.errors import PayloadTooLarge, TooManyPixels
 from handler.logs import logger
 from handler.s3io import S3Store
 
@@ -94,6 +94,19 @@ def check_response_budget(*payloads: bytes) -> None:
 # ------------------------------------------------------------------------------------------------ the work
 
 
+def estimate_http(estimator: DepthEstimator, data: bytes) -> DepthResult:
+    """The core's estimate under the HTTP path's pixel cap (lower than the S3 trigger's, which has more time)."""
+    try:
+        return estimator.estimate(data, max_pixels=estimator.settings.http_max_pixels)
+    except TooManyPixels as exc:
+        if estimator.settings.http_max_pixels < estimator.settings.max_image_pixels:
+            raise TooManyPixels(
+                f"{exc.message} on the HTTP API; upload larger images to the input bucket, whose trigger takes up "
+                f"to {estimator.settings.max_image_pixels} pixels"
+            ) from None
+        raise
+
+
 def log_result(result: DepthResult, source: dict[str, str], size: int) -> dict[str, float]:
     """One structured log line per image; returns the rounded stage timings it logged."""
     timings = {k: round(v, 4) for k, v in result.timings.items()}
@@ -148,7 +161,7 @@ def estimate(
     with_depth: bool,
 ) -> DepthResponse:
     """Image bytes → depth → renderings placed inline and/or in S3 (blocking: call it in the thread pool)."""
-    result = estimator.estimate(data)
+    result = estimate_http(estimator, data)
     fields = _place(estimator, store, result, data, source, output, colormap, with_depth)
     return DepthResponse(
         model_version=estimator.model.version,

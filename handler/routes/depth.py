@@ -12,14 +12,24 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import from_json
 
-from handler.config import Colormap
-from handler.errors import BucketNotAllowed, InvalidBase64, InvalidRequest, OutputNotConfigured, UnsupportedMediaType
+from handler.config import Colormap, Settings
+from handler.errors import (
+    BucketNotAllowed,
+    InvalidBase64,
+    InvalidRequest,
+    KeyNotAllowed,
+    OutputNotConfigured,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from handler.routes.common import (
     ERRORS,
     DepthResponse,
     check_response_budget,
     estimate,
+    estimate_http,
     log_result,
     media_type,
     read_body,
@@ -84,6 +94,45 @@ class DepthRequest(BaseModel):
         return self
 
 
+def refuse_unknown_keys(value: dict[str, Any], model: type[BaseModel], where: str) -> None:
+    """422 for keys ``model`` does not have, counted but never echoed, before any per-field validation: a body
+    of many unknown keys costs one pass over them and a short reply."""
+    unknown = sum(1 for name in value if name not in model.model_fields)
+    if unknown:
+        allowed = ", ".join(model.model_fields)
+        raise ValidationFailed(f"{where} has {unknown} unknown field{'s' * (unknown > 1)}; allowed: {allowed}")
+
+
+def parse_depth_request(body: bytes) -> DepthRequest:
+    """The JSON body → DepthRequest: 400 if it is not JSON, 422 for unknown keys (see ``refuse_unknown_keys``)
+    and for invalid values (FastAPI's validation errors, bounded by the app's handler)."""
+    try:
+        value = from_json(body)
+    except ValueError:
+        raise InvalidRequest("body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ValidationFailed("body must be a JSON object with 'image' (base64) or 's3' (object reference)")
+    refuse_unknown_keys(value, DepthRequest, "body")
+    if isinstance(value.get("s3"), dict):
+        refuse_unknown_keys(value["s3"], S3Ref, "s3")
+    try:
+        return DepthRequest.model_validate(value)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            exc.errors(include_url=False, include_input=False, include_context=False)
+        ) from None
+
+
+def check_readable(settings: Settings, ref: S3Ref) -> None:
+    """403 unless ``ref`` is in an input bucket and under an allowed key prefix: decided before any S3 call, so
+    the answer says nothing about what the bucket holds. The role's GetObject is scoped the same way."""
+    if ref.bucket not in settings.allowed_input_buckets:
+        raise BucketNotAllowed("the bucket is not one of this function's input buckets (ALLOWED_INPUT_BUCKETS)")
+    if not ref.key.startswith(settings.input_prefixes):
+        allowed = ", ".join(settings.input_prefixes)
+        raise KeyNotAllowed(f"the key is outside the prefixes this function may read ({allowed})")
+
+
 def decode_base64_image(text: str) -> bytes:
     """base64 (standard or URL-safe, padding optional) or a ``data:image/*;base64,`` URL → bytes."""
     text = text.strip()
@@ -140,7 +189,7 @@ async def depth(request: Request, estimator: Estimator, store: Store, colormap: 
     if kind.startswith("image/"):
         data = await read_body(request, settings.max_image_bytes, "image")
         cmap = colormap or settings.default_colormap
-        result = await run_in_threadpool(estimator.estimate, data)
+        result = await run_in_threadpool(estimate_http, estimator, data)
         png = await run_in_threadpool(estimator.heatmap_png, result, cmap)
         log_result(result, {"source": "raw body"}, len(data))
         check_response_budget(png)
@@ -159,19 +208,12 @@ async def depth(request: Request, estimator: Estimator, store: Store, colormap: 
             f"POST /depth accepts application/json or image/*, not {kind or 'a body without Content-Type'}"
         )
     body = await read_body(request, settings.max_json_bytes, "JSON body")
-    try:
-        req = DepthRequest.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise InvalidRequest("body is not valid JSON") from None
-        raise RequestValidationError(errors) from None
+    req = parse_depth_request(body)
     output = req.output or ("both" if settings.output_bucket else "inline")
     if output != "inline" and not settings.output_bucket:
         raise OutputNotConfigured(f"output '{output}' needs an output bucket; this deployment has none")
     if req.s3 is not None:
-        if req.s3.bucket not in settings.allowed_input_buckets:
-            raise BucketNotAllowed(f"bucket {req.s3.bucket} is not in this function's allowed input buckets")
+        check_readable(settings, req.s3)
         obj = await run_in_threadpool(store.get, req.s3.bucket, req.s3.key, settings.max_image_bytes)
         data, source = obj.body, {"source_bucket": obj.bucket, "source_key": obj.key, "source_etag": obj.etag}
     else:

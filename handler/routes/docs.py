@@ -17,6 +17,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from handler.headers import CSP, page_policy
+
 SWAGGER_URL = "/docs"
 REDOC_URL = "/redoc"
 _PACKAGE = "fastapi_standalone_docs"
@@ -61,6 +63,22 @@ def _asset(assets: dict[str, tuple[str, str]], name: str) -> Response:
     return Response(_read(relative), media_type=media_type, headers={"Cache-Control": _CACHE_CONTROL})
 
 
+def _with_policy(page: HTMLResponse) -> HTMLResponse:
+    """Swagger UI and ReDoc load their bundles from the app, run one inline script (allowed by its hash), inject
+    styles at run time (so 'unsafe-inline' styles) and ReDoc runs a blob: worker."""
+    policy = page_policy(
+        page.body.decode(),
+        script_src="'self'",
+        style_src="'self' 'unsafe-inline'",
+        img_src="'self' data:",
+        font_src="'self' data:",
+        connect_src="'self'",
+        worker_src="blob:",
+    )
+    page.headers[CSP] = policy
+    return page
+
+
 def _root(request: Request) -> str:
     return request.scope.get("root_path", "").rstrip("/")
 
@@ -69,7 +87,7 @@ def _root(request: Request) -> str:
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI for this API, every file from the app itself."""
     root, app = _root(request), request.app
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=root + app.openapi_url,
         title=f"{app.title} - Swagger UI",
         swagger_js_url=f"{root}{SWAGGER_URL}/swagger-ui-bundle.js",
@@ -77,12 +95,13 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_favicon_url=f"{root}{SWAGGER_URL}/favicon.png",
         oauth2_redirect_url=f"{root}{SWAGGER_URL}/oauth2-redirect",
     )
+    return _with_policy(page)
 
 
 @router.api_route(f"{SWAGGER_URL}/oauth2-redirect", methods=["GET", "HEAD"])
 def swagger_ui_oauth2_redirect() -> HTMLResponse:
     """Swagger UI's OAuth2 return page (declared before the assets: it would match ``{asset}``)."""
-    return get_swagger_ui_oauth2_redirect_html()
+    return _with_policy(get_swagger_ui_oauth2_redirect_html())
 
 
 @router.api_route(SWAGGER_URL + "/{asset}", methods=["GET", "HEAD"])
@@ -95,13 +114,14 @@ def swagger_ui_asset(asset: str) -> Response:
 def redoc(request: Request) -> HTMLResponse:
     """ReDoc for this API, every file from the app itself (no Google Fonts)."""
     root, app = _root(request), request.app
-    return get_redoc_html(
+    page = get_redoc_html(
         openapi_url=root + app.openapi_url,
         title=f"{app.title} - ReDoc",
         redoc_js_url=f"{root}{REDOC_URL}/redoc.standalone.js",
         redoc_favicon_url=f"{root}{REDOC_URL}/favicon.png",
         with_google_fonts=False,
     )
+    return _with_policy(page)
 
 
 @router.api_route(REDOC_URL + "/{asset}", methods=["GET", "HEAD"])

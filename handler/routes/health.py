@@ -1,4 +1,5 @@
-"""GET /health: the model's identity and checksums, this container's warmth, limits and versions."""
+"""GET /health: the model's identity and checksums, this container's warmth and limits (library versions only
+when HEALTH_DETAILS is on: they tell an attacker which advisories apply; the cold-start log has them)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,10 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/health")
 def health(request: Request, estimator: Estimator) -> dict[str, Any]:
-    """Model identity and checksums, whether this container is warm, versions."""
-    import platform  # imported here: importlib.metadata alone costs ~40 ms of cold start
-    from importlib.metadata import version
-
+    """Model identity and checksums, whether this container is warm, limits (versions with HEALTH_DETAILS)."""
     settings, model = estimator.settings, estimator.model
     manifest = model.manifest.data
-    return {
+    body: dict[str, Any] = {
         "status": "ok",
         "model": manifest["model"],
         "model_version": model.version,
@@ -40,9 +38,19 @@ def health(request: Request, estimator: Estimator) -> dict[str, Any]:
             "max_json_bytes": settings.max_json_bytes,
             "max_response_bytes": LAMBDA_MAX_RESPONSE_BYTES,
         },
-        "versions": {
-            "python": platform.python_version(),
-            **{name: version(name) for name in ("onnxruntime", "numpy", "fastapi", "mangum")},
-            "baked_with": manifest.get("versions", {}),
-        },
+    }
+    if settings.health_details:
+        body["versions"] = versions(manifest)
+    return body
+
+
+def versions(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Python's and the main libraries' versions, and those the model was baked with."""
+    import platform  # imported here: importlib.metadata alone costs ~40 ms of cold start
+    from importlib.metadata import version
+
+    return {
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("onnxruntime", "numpy", "fastapi", "mangum")},
+        "baked_with": manifest.get("versions", {}),
     }
