@@ -148,6 +148,23 @@ def test_depth_output_s3_only_returns_no_inline_payload(client, output_bucket, s
     assert "heatmap_png_base64" not in body and body["heatmap_s3"]["key"] in list_keys(s3, output_bucket, "depth/api/")
 
 
+def test_resending_the_same_image_stores_nothing_new(client, output_bucket, s3):
+    """API results are keyed by the image's sha256 (and colormap): the same bytes land on the same keys."""
+    image = base64.b64encode(encode(scene(72, 56, seed=31))).decode()
+    first = client.post("/depth", json={"image": image, "output": "s3", "include_depth": True}).json()
+    stored = list_keys(s3, output_bucket, "depth/api/")
+    again = client.post("/depth", json={"image": image, "output": "s3", "include_depth": True}).json()
+    assert list_keys(s3, output_bucket, "depth/api/") == stored
+    assert (again["heatmap_s3"]["key"], again["depth_s3"]["key"]) == (
+        first["heatmap_s3"]["key"],
+        first["depth_s3"]["key"],
+    )
+    other = client.post(
+        "/depth", json={"image": base64.b64encode(encode(scene(72, 56, seed=32))).decode(), "output": "s3"}
+    )
+    assert other.json()["heatmap_s3"]["key"] != first["heatmap_s3"]["key"]
+
+
 def test_raw_image_body_answers_with_the_png(client, jpeg_640x480):
     response = client.post("/depth?colormap=magma", content=jpeg_640x480, headers={"content-type": "image/jpeg"})
     assert response.status_code == 200, response.text

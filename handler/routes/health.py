@@ -35,6 +35,7 @@ def health(request: Request, estimator: Estimator) -> dict[str, Any]:
         "limits": {
             "max_image_bytes": settings.max_image_bytes,
             "max_image_pixels": settings.max_image_pixels,
+            "max_http_image_pixels": settings.http_max_pixels,
             "max_json_bytes": settings.max_json_bytes,
             "max_response_bytes": LAMBDA_MAX_RESPONSE_BYTES,
         },
