@@ -14,13 +14,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +24,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 import doc_commands
 from doc_commands import ROOT, Block
+from serve_stack import ServeStack
+from serve_stack import serve_stack as serve_stack_of
 
 DOC_API = "http://127.0.0.1:8000"
 DOC_S3 = "http://127.0.0.1:9000"
@@ -84,12 +81,6 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def clean_env() -> dict[str, str]:
     """The environment of a shell on a newcomer's machine: none of this session's AWS or function settings."""
     settings = {"MODEL_DIR", "OUTPUT_BUCKET", "OUTPUT_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH", "PORT"}
@@ -97,71 +88,11 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in drop}
 
 
-@dataclass
-class Stack:
-    api: str
-    s3: str
-    api_port: int
-    s3_port: int
-    model_dir: Path
-    log: Path
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def _reachable(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
-def serve_stack(baked_model_dir, tmp_path_factory):
+def serve_stack(baked_model_dir, tmp_path_factory) -> Iterator[ServeStack]:
     """What `make serve` runs (scripts/serve_local.py), on free ports, serving the suite's baked model."""
-    api_port, s3_port = _free_port(), _free_port()
-    env = clean_env() | {"PORT": str(api_port), "S3_PORT": str(s3_port), "MODEL_DIR": str(baked_model_dir)}
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "scripts/serve_local.py"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    stack = Stack(
-        f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{s3_port}", api_port, s3_port, baked_model_dir, log
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (_reachable(f"{stack.api}/health") and _port_open(s3_port)):
-            if proc.poll() is not None:
-                pytest.fail(f"serve_local.py exited with {proc.returncode}:\n{stack.log_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve_local.py not ready after 120 s:\n{stack.log_tail()}")
-            time.sleep(0.5)
+    with serve_stack_of(baked_model_dir, tmp_path_factory.mktemp("serve") / "serve.log", clean_env()) as stack:
         yield stack
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def block_dir(base: Path, photos: Path, model_dir: Path) -> Path:
@@ -284,7 +215,7 @@ def _named_outputs(block: Block) -> list[str]:
     return out
 
 
-def rewrite(text: str, stack: Stack) -> str:
+def rewrite(text: str, stack: ServeStack) -> str:
     text = text.replace(DOC_API, stack.api).replace(DOC_S3, stack.s3)
     for leftover in ("127.0.0.1:8000", "127.0.0.1:9000", "localhost:8000", "localhost:9000"):
         assert leftover not in text, f"the stack's URLs are written {DOC_API}/… and {DOC_S3}/…"
@@ -292,7 +223,7 @@ def rewrite(text: str, stack: Stack) -> str:
 
 
 @pytest.mark.parametrize("block", SERVE, ids=[b.id for b in SERVE])
-def test_serve_block_runs(block: Block, serve_stack: Stack, photos: Path, tmp_path: Path):
+def test_serve_block_runs(block: Block, serve_stack: ServeStack, photos: Path, tmp_path: Path):
     work = block_dir(tmp_path / "work", photos, serve_stack.model_dir)
     env = clean_env() | {"MODEL_DIR": str(serve_stack.model_dir), "S3_PORT": str(serve_stack.s3_port)}
     env["PORT"] = str(serve_stack.api_port)

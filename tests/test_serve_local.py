@@ -13,16 +13,12 @@ import json
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from urllib.parse import unquote, unquote_plus
 
 import boto3
@@ -32,15 +28,9 @@ from PIL import Image
 
 from conftest import ROOT, encode, list_keys, scene
 from scripts import bake_weights, serve_local
+from serve_stack import ServeStack, free_port, serve_stack
 
-START_TIMEOUT = 120  # seconds: the model load on a busy 2-core machine
 TRIGGER_TIMEOUT = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def big_jpeg(width: int = 2000, height: int = 1400) -> bytes:
@@ -78,56 +68,11 @@ def clean_env(**extra: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------ the stack
 
 
-@dataclass
-class Stack:
-    api: str
-    s3_port: int
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def banner_line(self, starts: str) -> str:
-        return next(line.strip() for line in self.text().splitlines() if line.strip().startswith(starts))
-
-
 @pytest.fixture(scope="module")
-def stack(baked_model_dir, tmp_path_factory):
+def stack(baked_model_dir, tmp_path_factory) -> Iterator[ServeStack]:
     """scripts/serve_local.py as `make serve` runs it, on free ports; ready once /health answers."""
-    api_port, s3_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = clean_env(PORT=str(api_port), S3_PORT=str(s3_port), MODEL_DIR=str(baked_model_dir))
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "scripts/serve_local.py"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    stack = Stack(f"http://127.0.0.1:{api_port}", s3_port, log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                with urllib.request.urlopen(f"{stack.api}/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"serve_local.py exited with {proc.returncode}:\n{stack.text()[-3000:]}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"serve_local.py not ready after {START_TIMEOUT} s:\n{stack.text()[-3000:]}")
-                time.sleep(0.5)
-        yield stack
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with serve_stack(baked_model_dir, tmp_path_factory.mktemp("serve") / "serve.log", clean_env()) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
