@@ -82,6 +82,8 @@ upload: setup
 # packages by scripts/lambda-base-standin.sh (same paths, env, entrypoint and RIE; for local runs only, never
 # to deploy). Needs a running Docker engine; the stand-in also needs root.
 BASE_IMAGE := public.ecr.aws/lambda/python:3.12
+# BASE_DIGEST=sha256:<digest> builds on exactly that image (docs/deploy.md#pinning-the-base-image); empty = the tag.
+BASE_DIGEST ?=
 IMAGE ?= midas-depth:local
 MODEL_SOURCE ?= prebaked
 
@@ -92,8 +94,52 @@ base-image:
 # layer/Dockerfile -> $(IMAGE). MODEL_SOURCE=prebaked ships layer/model/ from `make bake`; bake downloads the
 # official checkpoint and bakes it inside the build (CPU torch from PyTorch's index).
 image: base-image
-	docker build --network host -f layer/Dockerfile --build-arg MODEL_SOURCE="$(MODEL_SOURCE)" -t "$(IMAGE)" .
+	docker build --network host -f layer/Dockerfile --build-arg LAMBDA_BASE_DIGEST="$(BASE_DIGEST)" \
+	  --build-arg MODEL_SOURCE="$(MODEL_SOURCE)" -t "$(IMAGE)" .
 
 # The image under the Lambda emulator at Lambda's CPU shares (cold start, warm latency, memory).
 bench-image: setup base-image
 	$(BIN)/python scripts/bench_image.py --sweep --json artifacts/bench-image.json
+
+# ---------------------------------------------------------------------------------------------- supply chain
+# requirements.txt is the list a person edits; requirements.lock is its whole closure for the image (Python 3.12,
+# every platform: x86_64 and arm64), each version pinned with the sha256 of every file PyPI has for it. The image
+# installs the lock with pip --require-hashes. After editing requirements.txt, `make lock`; tests/test_template.py
+# checks that the two agree and that `make lock` makes this very file. LOCK_EXCLUDE_NEWER makes the resolution
+# repeatable (nothing published later is considered): move it forward to take newer releases. uv lives in
+# .venv-lock, pinned.
+LOCK_VENV ?= .venv-lock
+UV_VERSION := 0.13.9
+LOCK_STAMP := $(LOCK_VENV)/.installed-uv-$(UV_VERSION)
+LOCK_EXCLUDE_NEWER := 2026-11-24T00:00:00Z
+LOCK_FILE ?= requirements.lock
+
+.PHONY: lock checkov
+
+$(LOCK_STAMP):
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	touch $@
+
+lock: $(LOCK_STAMP)
+	$(LOCK_VENV)/bin/uv pip compile requirements.txt --universal --python-version 3.12 --generate-hashes \
+	  --exclude-newer $(LOCK_EXCLUDE_NEWER) --custom-compile-command "make lock" --quiet --output-file "$(LOCK_FILE)"
+
+# checkov (static security checks) on the template and the Dockerfile, offline (--skip-download). Findings that are
+# accepted are suppressed where they arise, each with its reason (the template's checkov Metadata, the Dockerfile's
+# checkov:skip comments), and listed in docs/hardening.md#checkov; any other finding fails. Its own venv, pinned.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)
+CHECKOV := $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download
+
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV) --framework cloudformation --file infra/template.yaml
+	$(CHECKOV) --framework dockerfile --file layer/Dockerfile

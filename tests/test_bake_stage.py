@@ -49,15 +49,31 @@ class Stage:
 
 
 def _expand(value: str, env: dict[str, str]) -> str:
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env[m.group(1) or m.group(2)], value)
+    """Docker's variable substitution: $X, ${X}, ${X:-default} and ${X:+alternative}."""
+
+    def one(m: re.Match) -> str:
+        name = m.group(1) or m.group(4)
+        if m.group(2) == ":-":
+            return env.get(name) or m.group(3)
+        if m.group(2) == ":+":
+            return m.group(3) if env.get(name) else ""
+        return env[name]
+
+    return re.sub(r"\$\{(\w+)(?:(:[-+])([^}]*))?\}|\$(\w+)", one, value)
 
 
 def parse_stages(instructions: list[dict]) -> list[Stage]:
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM: what FROM lines may use
     for ins in instructions:
         cmd, value = ins["cmd"], ins["value"]
+        if cmd == "ARG" and not stages:
+            name, _, default = value[0].partition("=")
+            global_args[name] = default
+            continue
         if cmd == "FROM":
-            stages.append(Stage(base=value[0], name=value[2] if len(value) == 3 else None))
+            base = _expand(value[0], global_args)
+            stages.append(Stage(base=base, name=value[2] if len(value) == 3 else None))
             continue
         stage = stages[-1]
         scope = {**BASE_IMAGE_ENV, **stage.env}
@@ -171,3 +187,13 @@ def test_bake_stage_bakes_a_checkpoint_file_from_the_build_context(bake_sandbox,
     assert manifest["checkpoint_sha256"] == digest
     # Same checkpoint, same exporter: the image gets byte-for-byte the model the tests bake.
     assert (bake_sandbox.root / "model" / "model.onnx").read_bytes() == (baked_model_dir / "model.onnx").read_bytes()
+
+
+def test_both_stages_start_from_the_lambda_base_image_by_tag_unless_a_digest_is_given(stages):
+    assert [(s.name, s.base) for s in stages] == [
+        ("bake", "public.ecr.aws/lambda/python:3.12"),
+        ("runtime", "public.ecr.aws/lambda/python:3.12"),
+    ]
+    digest = "sha256:" + "ab" * 32
+    assert _expand("python:3.12${D:+@}${D}", {"D": digest}) == f"python:3.12@{digest}"
+    assert _expand("python:3.12${D:+@}${D}", {"D": ""}) == "python:3.12"

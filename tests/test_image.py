@@ -206,7 +206,7 @@ def test_image_holds_the_runtime_only(image):
     assert facts["tmp"] == []  # nothing left by the build's import (ORT telemetry state, caches)
     assert facts["caches"] == []
     assert facts["uid"] == 993
-    assert facts["task"] == ["handler", "requirements.txt"]
+    assert facts["task"] == ["handler", "requirements.lock"]
     assert facts["model"] == ["manifest.json", "model.onnx"]
 
     def strings(value):

@@ -3,8 +3,11 @@
 cfn-lint and ``sam validate --lint`` must pass without credentials; the SAM translator (aws-sam-translator, what
 CloudFormation's transform runs) turns the template into the resources that would be deployed, and the tests read
 those: least-privilege IAM, the S3 trigger's filters against the handler's image extensions, failure handling, the
-HTTP routes against the FastAPI app. The build context is computed by docker-py (what ``sam build`` sends).
-The tools live in .venv-tools (``make tools-venv``): aws-sam-cli pins a boto3 other than requirements.txt's.
+HTTP routes against the FastAPI app, the access logs, the template's Rules (evaluated here for every parameter
+combination that matters). The build context is computed by docker-py (what ``sam build`` sends). checkov
+(``make checkov``) must find nothing but the findings docs/hardening.md accepts; requirements.lock must be what
+``make lock`` makes from requirements.txt. The tools live in .venv-tools (``make tools-venv``; aws-sam-cli pins a
+boto3 other than requirements.txt's), .venv-checkov and .venv-lock.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ EVENTS = ROOT / "events"
 # Where the deploy/invoke/local sections live.
 DOCS = [ROOT / "README.md"]
 TOOLS = ROOT / ".venv-tools" / "bin"
+REQUIREMENTS = ROOT / "requirements.txt"
+LOCK = ROOT / "requirements.lock"
+HARDENING = ROOT / "docs" / "hardening.md"
 
 # Runs in .venv-tools: the template as SAM translates it, and the docker build context of layer/Dockerfile.
 _TOOLS_PROBE = r"""
@@ -173,6 +179,13 @@ def test_function_is_the_image_built_from_layer_dockerfile(probe, resources, par
     assert metadata["DockerBuildArgs"]["MODEL_SOURCE"] == {"Ref": "ModelSource"}
     assert set(parameters["ModelSource"]["AllowedValues"]) == {"bake", "prebaked"}
     assert parameters["ModelSource"]["Default"] == "bake"
+    # sam build --parameter-overrides LambdaBaseImageDigest=sha256:... pins the base image; empty = its tag
+    assert metadata["DockerBuildArgs"]["LAMBDA_BASE_DIGEST"] == {"Ref": "LambdaBaseImageDigest"}
+    digest = parameters["LambdaBaseImageDigest"]
+    assert digest["Default"] == "" and re.fullmatch(digest["AllowedPattern"], "")
+    assert re.fullmatch(digest["AllowedPattern"], "sha256:" + "0123456789abcdef" * 4)
+    for wrong in ("3.12", "sha256:abc", "@sha256:" + "0" * 64, "sha256:" + "A" * 64):
+        assert not re.fullmatch(digest["AllowedPattern"], wrong), wrong
 
     props = function["Properties"]
     assert props["MemorySize"] == {"Ref": "MemorySize"} and props["Timeout"] == {"Ref": "Timeout"}
@@ -185,11 +198,125 @@ def test_function_is_the_image_built_from_layer_dockerfile(probe, resources, par
         assert "Default" in parameters[name] and parameters[name]["Description"]
 
 
+def test_uploads_are_all_the_function_may_read_of_the_input_bucket(resources):
+    input_arn = "arn:${AWS::Partition}:s3:::" + bucket_name(resources, "InputBucket")
+    reads = [s for s in statements(resources) if "s3:GetObject" in as_list(s["Action"])]
+    inputs = [s for s in reads if s["Resource"]["Fn::Sub"].startswith(input_arn + "/")]
+    assert [s["Resource"] for s in inputs] == [{"Fn::Sub": input_arn + "/${UploadPrefix}*"}]
+    (listing,) = [s for s in statements(resources) if "s3:ListBucket" in as_list(s["Action"])]
+    assert listing["Resource"] == {"Fn::Sub": input_arn}  # the bucket itself; what it may list is the condition's
+    assert set(listing["Condition"]) == {"StringLike"}
+    (prefix,) = listing["Condition"]["StringLike"]["s3:prefix"]
+    assert prefix["Fn::Sub"].endswith("*") and prefix["Fn::Sub"].removesuffix("*") == "${UploadPrefix}"
+
+
+# ------------------------------------------------------------------------------------------------ spend
+
+
+def evaluate(expression, values: dict[str, str]):
+    """A CloudFormation Rules expression under the given parameter values (what CloudFormation checks on create)."""
+    if isinstance(expression, str):
+        return expression
+    ((function, argument),) = expression.items()
+    if function == "Ref":
+        return values[argument]
+    if function == "Fn::Equals":
+        left, right = (evaluate(a, values) for a in argument)
+        return str(left) == str(right)
+    if function == "Fn::Not":
+        (inner,) = argument
+        return not evaluate(inner, values)
+    if function == "Fn::And":
+        return all(evaluate(a, values) for a in argument)
+    if function == "Fn::Or":
+        return any(evaluate(a, values) for a in argument)
+    raise AssertionError(f"no evaluator for {function}")
+
+
+def refused_by_rules(rules: dict, values: dict[str, str]) -> list[str]:
+    """The AssertDescriptions of every assertion that fails under ``values`` (empty: the stack is accepted)."""
+    refused = []
+    for rule in rules.values():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], values):
+            continue
+        refused += [a["AssertDescription"] for a in rule["Assertions"] if not evaluate(a["Assert"], values)]
+    return refused
+
+
+def test_concurrency_is_capped_by_default_and_a_public_function_url_needs_a_cap(probe, parameters):
+    concurrency = parameters["ReservedConcurrency"]
+    assert concurrency["Default"] == 10 and concurrency["MinValue"] == -1  # -1: no cap, chosen explicitly
+    # queue mode must fit under the cap: throttled batches would go back to the queue and count as failed receives
+    assert parameters["QueueMaxConcurrency"]["Default"] < concurrency["Default"]
+
+    rules = probe["raw"]["Rules"]
+    assert probe["translated"]["Rules"] == rules  # the SAM transform hands the Rules to CloudFormation as they are
+    # "no cap" means the same in the Rules as in the condition that leaves ReservedConcurrentExecutions out
+    no_cap = {"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "-1"]}
+    assert probe["raw"]["Conditions"]["HasReservedConcurrency"] == {"Fn::Not": [no_cap]}
+
+    defaults = {name: str(p.get("Default", "")) for name, p in parameters.items()}
+    for enabled in parameters["EnableFunctionUrl"]["AllowedValues"]:
+        for auth in parameters["FunctionUrlAuthType"]["AllowedValues"]:
+            for cap in ("-1", "1", "10", "1000"):
+                values = defaults | {"EnableFunctionUrl": enabled, "FunctionUrlAuthType": auth}
+                values["ReservedConcurrency"] = cap
+                refused = refused_by_rules(rules, values)
+                public_without_cap = enabled == "true" and auth == "NONE" and cap == "-1"
+                assert bool(refused) == public_without_cap, (values, refused)
+                for description in refused:  # names the way out
+                    assert "ReservedConcurrency" in description and "AWS_IAM" in description
+    assert refused_by_rules(rules, defaults) == []
+
+
+# ------------------------------------------------------------------------------------------------ access logs
+
+
+def test_http_api_access_logs_are_json_lines_in_a_log_group_with_retention(resources, parameters):
+    (stage,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    assert stage["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    settings = stage["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]}
+    log_format = settings["Format"]
+    variables = re.findall(r"\$context\.[A-Za-z.]+", log_format)
+    # every value is a quoted string holding one variable: API Gateway writes "-" for a missing one, and numbers
+    # or quotes in a value must not break the line's JSON
+    for sample in ("-", "123", 'a "quoted" value'):
+        escaped = json.dumps(sample)[1:-1]
+        line = json.loads(re.sub(r"\$context\.[A-Za-z.]+", lambda _, value=escaped: value, log_format))
+        assert set(line.values()) == {sample}
+    fields = json.loads(re.sub(r"\$context\.[A-Za-z.]+", "x", log_format))
+    assert len(variables) == len(fields) and len(set(variables)) == len(variables)
+    for field in (
+        "requestId",
+        "requestTime",
+        "sourceIp",
+        "userAgent",
+        "routeKey",
+        "status",
+        "responseLength",
+        "responseLatency",
+        "integrationLatency",
+        "integrationErrorMessage",
+    ):
+        assert field in fields, field
+    line = json.loads(log_format)
+    assert line["sourceIp"] == "$context.identity.sourceIp" and line["status"] == "$context.status"
+    group = resources["HttpApiAccessLogGroup"]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+    assert group["DeletionPolicy"] == "Delete"
+    assert parameters["LogRetentionInDays"]["Default"] in parameters["LogRetentionInDays"]["AllowedValues"]
+
+
 def test_function_environment_names_are_settings_the_handler_reads(resources):
     variables = resources["DepthFunction"]["Properties"]["Environment"]["Variables"]
     ours = {name for name in variables if not name.startswith(("AWS_", "POWERTOOLS_"))}
-    assert ours == {"OUTPUT_BUCKET", "OUTPUT_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH"}
+    assert ours == {"OUTPUT_BUCKET", "OUTPUT_PREFIX", "UPLOAD_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH"}
     assert {name.lower() for name in ours} <= set(Settings.model_fields)
+    # the prefix the trigger accepts and /depth may read is the one the IAM read access is scoped to
+    assert variables["UPLOAD_PREFIX"] == {"Ref": "UploadPrefix"}
+    assert variables["OUTPUT_PREFIX"] == {"Ref": "OutputPrefix"}
     assert variables["OUTPUT_BUCKET"] == {"Fn::Sub": bucket_name(resources, "OutputBucket")}
     assert variables["ALLOWED_INPUT_BUCKETS"] == {"Fn::Sub": bucket_name(resources, "InputBucket")}
     assert variables["AWS_ENDPOINT_URL"] == ""  # empty = real AWS; declared so sam local --env-vars can set it
@@ -326,7 +453,7 @@ def test_role_is_least_privilege(resources):
 
     assert grants == {
         getatt("DepthFunctionLogGroup"): {"logs:CreateLogStream", "logs:PutLogEvents"},
-        sub(f"arn:${{AWS::Partition}}:s3:::{input_name}/*"): {"s3:GetObject"},
+        sub(f"arn:${{AWS::Partition}}:s3:::{input_name}/${{UploadPrefix}}*"): {"s3:GetObject"},
         sub(f"arn:${{AWS::Partition}}:s3:::{input_name}"): {"s3:ListBucket"},
         sub(f"arn:${{AWS::Partition}}:s3:::{output_name}/${{OutputPrefix}}*"): {
             "s3:PutObject",
@@ -336,6 +463,10 @@ def test_role_is_least_privilege(resources):
         getatt("AsyncFailureQueue"): {"sqs:SendMessage"},
         getatt("IngestQueue"): {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
     }
+    # Conditions: only the listing of the input bucket has one, and it keeps the listing inside the upload prefix.
+    conditioned = [s for s in statements(resources) if "Condition" in s]
+    assert [s["Action"] for s in conditioned] == ["s3:ListBucket"]
+    assert conditioned[0]["Condition"] == {"StringLike": {"s3:prefix": [{"Fn::Sub": "${UploadPrefix}*"}]}}
     # No reference from the role or the function to the bucket resources: the names are strings (no cycle).
     for logical_id in ("DepthFunctionRole", "DepthFunction"):
         text = json.dumps(resources[logical_id]["Properties"])
@@ -384,9 +515,10 @@ def test_build_context_is_what_the_dockerfile_copies_and_nothing_else(probe):
     for path in tracked.stdout.split():
         if "__pycache__" not in path:
             assert path in context, f"{path} is not sent to docker"
-    for needed in ("requirements.txt", "requirements-bake.txt", "layer/Dockerfile", "handler/static/index.html"):
+    for needed in ("requirements.lock", "requirements-bake.txt", "layer/Dockerfile", "handler/static/index.html"):
         assert needed in context
-    allowed = {"handler", "scripts", "layer", "requirements.txt", "requirements-bake.txt", ".dockerignore"}
+    allowed = {"handler", "scripts", "layer", "requirements.txt", "requirements.lock", "requirements-bake.txt"}
+    allowed.add(".dockerignore")
     for path in context:
         assert path.split("/", 1)[0] in allowed, path
         assert "__pycache__" not in path and not path.endswith(".pyc")
@@ -399,17 +531,21 @@ def test_dockerfile_is_multi_stage_cpu_torch_bake_and_torch_free_runtime():
     text = DOCKERFILE.read_text()
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert "|| true" not in code and "exit 0" not in code
-    bake, runtime = re.split(r"^FROM public\.ecr\.aws/lambda/python:3\.12 AS runtime$", code, flags=re.MULTILINE)
-    # one base image for both stages: an air-gapped (prebaked) build needs no registry but the Lambda one
-    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12 AS bake$", bake, re.MULTILINE)
+    # one base image for both stages: an air-gapped (prebaked) build needs no registry but the Lambda one. Its tag
+    # by default (what a local stand-in answers to), its digest when LAMBDA_BASE_DIGEST is given.
+    base = r"public\.ecr\.aws/lambda/python:3\.12\$\{LAMBDA_BASE_DIGEST:\+@\}\$\{LAMBDA_BASE_DIGEST\}"
+    assert re.search(r"^ARG LAMBDA_BASE_DIGEST=$", code.split("\nFROM ")[0], re.MULTILINE)
+    bake, runtime = re.split(rf"^FROM {base} AS runtime$", code, flags=re.MULTILINE)
+    assert re.search(rf"^FROM {base} AS bake$", bake, re.MULTILINE)
     assert len(re.findall(r"^FROM ", code, re.MULTILINE)) == 2
     assert "https://download.pytorch.org/whl/cpu" in bake and "torch.version.cuda" in bake
     assert "scripts/bake_weights.py" in bake and "--output /model" in bake
     for arg in ("MODEL_SOURCE", "CHECKPOINT_URL", "CHECKPOINT_FILE", "CHECKPOINT_SHA256"):
         assert re.search(rf"^ARG {arg}=", bake, re.MULTILINE)
     installs = re.findall(r"pip install ([^&\n]+)", runtime)
-    assert installs == ["-r ${LAMBDA_TASK_ROOT}/requirements.txt "], installs
-    assert runtime.index("COPY requirements.txt") < runtime.index("COPY handler/")
+    # the lock, every file checked against its sha256, wheels only (no build script of any package runs)
+    assert installs == ["--require-hashes --only-binary=:all: -r ${LAMBDA_TASK_ROOT}/requirements.lock "], installs
+    assert runtime.index("COPY requirements.lock") < runtime.index("COPY handler/")
     assert "MODEL_DIR=/opt/ml/model" in runtime and "COPY --from=bake /model/ ${MODEL_DIR}/" in runtime
     assert re.search(r"HOME=/tmp\b", runtime) and "XDG_CACHE_HOME=/tmp/" in runtime
     assert runtime.rstrip().endswith('CMD ["handler.entry.lambda_handler"]')
@@ -447,3 +583,130 @@ def test_every_event_file_the_docs_use_exists_and_every_event_file_is_documented
     assert present <= used, f"undocumented: {present - used}"
     for name in present:
         json.loads((EVENTS / name).read_text())
+
+
+# ------------------------------------------------------------------------------------------------ supply chain
+
+
+def _name(requirement: str) -> str:
+    """A requirement's project name, normalised as PyPI does (PEP 503), without extras."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\[=<>!~;\s]", requirement.strip(), maxsplit=1)[0]).lower()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            assert re.fullmatch(r"[A-Za-z0-9._\-\[\]]+==[^\s;]+", line), f"{path.name}: not an exact pin: {line}"
+            pins[_name(line)] = line.split("==", 1)[1]
+    return pins
+
+
+def _lock_entries(text: str) -> list[tuple[str, str, list[str], list[str]]]:
+    """(name, version, hashes, what it is there for) for each requirement of a lock file."""
+    entries = []
+    for block in re.split(r"\n(?=\S)", text):
+        if block.startswith("#") or not block.strip():
+            continue
+        head, *rest = block.split(" \\\n")
+        name, version = re.fullmatch(r"([A-Za-z0-9._\-]+)==(\S+)(?: ; .+)?", head.strip()).groups()
+        hashes = [h for part in rest for h in re.findall(r"--hash=sha256:([0-9a-f]{64})", part)]
+        via = re.findall(r"#\s+(?:via\s+)?(-r \S+|[a-z0-9][\w.-]*)\s*$", block, re.MULTILINE)
+        entries.append((_name(name), version, hashes, via))
+    return entries
+
+
+def test_lock_pins_every_requirement_at_its_version_with_hashes():
+    wanted = _pins(REQUIREMENTS)
+    text = LOCK.read_text()
+    assert "make lock" in text.splitlines()[1], "the lock says how it is made"
+    entries = _lock_entries(text)
+    locked = {name: version for name, version, _, _ in entries}
+    assert len(locked) == len(entries), "a project locked twice"
+    for name, version in wanted.items():
+        assert locked.get(name) == version, f"requirements.txt pins {name}=={version}, the lock {locked.get(name)}"
+    top_level = {name for name, _, _, via in entries if "-r requirements.txt" in via}
+    assert top_level == set(wanted), "the lock was made from another requirements.txt: run make lock"
+    for name, _, hashes, via in entries:
+        assert hashes, f"{name} has no --hash"
+        assert via, f"{name}: the lock does not say what needs it"
+    # every platform the function runs on (x86_64, arm64) has its wheels in the lock: the binary packages
+    # list several files each
+    for name in ("numpy", "onnxruntime", "pillow", "pydantic-core"):
+        assert len(next(h for n, _, h, _ in entries if n == name)) >= 2, name
+
+
+def test_make_lock_makes_this_lock(tmp_path):
+    """``make lock`` (uv, pinned, with a fixed exclude-newer date) resolves requirements.txt to this very file."""
+    out = tmp_path / "requirements.lock"
+    done = subprocess.run(
+        ["make", "-s", "lock", f"LOCK_FILE={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert out.read_text() == LOCK.read_text(), "requirements.lock is not what make lock makes: run make lock"
+
+
+# ------------------------------------------------------------------------------------------------ checkov
+
+# The template's optional resources (queue mode, a public function URL) are only scanned when their conditions
+# hold; checkov resolves conditions from the parameters' defaults, so a copy with these defaults scans them too.
+ALL_OPTIONS = {"IngestMode": "queue", "EnableFunctionUrl": '"true"', "FunctionUrlAuthType": "NONE"}
+
+
+def _with_defaults(text: str, defaults: dict[str, str]) -> str:
+    for name, value in defaults.items():
+        pattern = rf"(^  {name}:\n(?:    .*\n)*?    Default: ).*$"
+        text, count = re.subn(pattern, rf"\g<1>{value}", text, count=1, flags=re.MULTILINE)
+        assert count == 1, name
+    return text
+
+
+@pytest.fixture(scope="session")
+def checkov() -> Path:
+    """``make checkov``: installs the pinned checkov in .venv-checkov and requires no finding but the accepted ones."""
+    done = subprocess.run(["make", "-s", "checkov"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"make checkov failed:\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+    return ROOT / ".venv-checkov" / "bin" / "checkov"
+
+
+def _scan(checkov: Path, framework: str, path: Path, tmp_path: Path) -> dict:
+    done = subprocess.run(
+        [checkov, "--compact", "--skip-download", "--output", "json", "--framework", framework, "--file", path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_offline_env(tmp_path),
+        timeout=300,
+    )
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_checkov_finds_only_the_accepted_findings_and_the_docs_list_each(checkov, tmp_path):
+    variant = tmp_path / "template-all-options.yaml"
+    variant.write_text(_with_defaults(TEMPLATE.read_text(), ALL_OPTIONS))
+    scans = [
+        _scan(checkov, "cloudformation", TEMPLATE, tmp_path),
+        _scan(checkov, "cloudformation", variant, tmp_path),
+        _scan(checkov, "dockerfile", DOCKERFILE, tmp_path),
+    ]
+    skipped: dict[str, set[str]] = {}
+    for scan in scans:
+        assert scan["summary"]["failed"] == 0 and scan["summary"]["parsing_errors"] == 0, scan["results"]
+        assert scan["summary"]["passed"] > 0
+        for check in scan["results"]["skipped_checks"]:
+            comment = check["check_result"].get("suppress_comment", "").strip()
+            assert len(comment) > 20, f"{check['check_id']} on {check['resource']} is skipped without a reason"
+            skipped.setdefault(check["check_id"], set()).add(check["resource"])
+    # the variant scans what the defaults leave out: the ingest queues, the function URL
+    assert {"AWS::SQS::Queue.IngestQueue", "AWS::Lambda::Url.DepthFunctionUrl"} <= set().union(*skipped.values())
+
+    section = HARDENING.read_text().split("\n## checkov", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(CKV\w+)` \|", section, re.MULTILINE)
+    assert len(documented) == len(set(documented))
+    assert set(documented) == set(skipped), "docs/hardening.md#checkov lists exactly the accepted findings"
+    # the version the doc names is the one the Makefile pins and the scans ran
+    (version,) = re.findall(r"^CHECKOV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert {scan["summary"]["checkov_version"] for scan in scans} == {version}
+    assert f") {version} checks" in section
