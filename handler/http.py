@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI; Mangum adapts API Gateway v1/v2 and Function URL events to it).
+"""The HTTP API (FastAPI; Mangum adapts API Gateway v1/v2, Function URL and ALB events to it: handler.http_events).
 
 ``create_app`` assembles the routers of ``handler.routes`` (one per resource) around one estimator and one S3 store,
 kept on ``app.state`` and handed to routes by the dependencies in ``handler.routes.deps``. Routes only adapt
@@ -74,13 +74,18 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     return app
 
 
+def error_response(exc: DepthError, path: str) -> JSONResponse:
+    """A refused request: logged, and answered with the error's status and JSON body."""
+    logger.info("request rejected", extra={"path": path, "error": exc.code, "reason": exc.message})
+    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+
 def _register_error_handlers(app: FastAPI) -> None:
     """The one place errors become HTTP responses: a JSON body that names the problem, never a traceback."""
 
     @app.exception_handler(DepthError)
     async def _domain(request: Request, exc: DepthError) -> JSONResponse:
-        logger.info("request rejected", extra={"path": request.url.path, "error": exc.code, "reason": exc.message})
-        return JSONResponse(exc.to_body(), status_code=exc.status_code)
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
