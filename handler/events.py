@@ -130,7 +130,8 @@ def _shape(event: Any) -> str:
     if isinstance(event, dict):
         keys = [str(key) for key in event][:8]
         return f"top-level keys: {', '.join(keys) or 'none'}{', ...' if len(event) > 8 else ''}"
-    return f"a JSON {type(event).__name__}"
+    json_types = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return f"a JSON {json_types.get(type(event), type(event).__name__)}"
 
 
 def refusal(kind: str, event: Any, handled: Iterable[str]) -> UnsupportedEvent:
