@@ -3,6 +3,7 @@
 Mangum decodes the request body before the app sees the request, so a body flagged ``isBase64Encoded`` that is not
 base64 would escape as an exception (a bare 502 at the gateway). It is answered here instead: 400
 ``invalid_base64`` in the app's error format, shaped by Mangum's own handler for the event's source and version.
+The check decodes a flagged body once more than Mangum does: about 13 ms for the largest body Lambda accepts.
 """
 
 from __future__ import annotations
