@@ -1,5 +1,6 @@
-"""Lambda entry: S3 events (direct or via SQS) to the S3 path, everything else (API Gateway v1/v2, Function URL)
-to FastAPI through Mangum. Importing it loads the model once per container."""
+"""Lambda entry: routes each event by its source (``handler.events``): HTTP events (API Gateway REST and HTTP APIs,
+Function URL, ALB) to FastAPI through Mangum, S3 events (direct or via SQS) to the S3 path, and refuses the rest.
+Importing it loads the model once per container."""
 
 from __future__ import annotations
 
@@ -7,22 +8,28 @@ from __future__ import annotations
 from handler import runtime  # first: the model starts loading while the web stack below is imported
 
 # isort: on
-from mangum import Mangum
-
-from handler import s3
+from handler import events, s3
 from handler.http import create_app
+from handler.http_events import HttpEvents
 from handler.logs import logger
 
 estimator = runtime.wait_for_estimator()
 store = runtime.store
 app = create_app(estimator, store)
-asgi_handler = Mangum(app, lifespan="off")  # lifespan would run on every invocation: the model is loaded above
+asgi_handler = HttpEvents(app, lifespan="off")  # lifespan would run on every invocation: the model is loaded above
+
+ROUTES = {
+    "http": asgi_handler,
+    "s3": lambda event, context: s3.handle_s3_event(event, estimator, store),
+    "sqs": lambda event, context: s3.handle_sqs_event(event, estimator, store),
+}
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: object) -> dict:
-    if s3.is_s3_event(event):
-        return s3.handle_s3_event(event, estimator, store)
-    if s3.is_sqs_event(event):
-        return s3.handle_sqs_event(event, estimator, store)
-    return asgi_handler(event, context)
+    kind = events.event_kind(event)
+    if kind not in ROUTES:
+        error = events.refusal(kind, event, handled=ROUTES)
+        logger.error("unsupported event source", extra={"source": kind, "reason": str(error)})
+        raise error
+    return ROUTES[kind](event, context)

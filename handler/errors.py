@@ -75,3 +75,12 @@ class OutputNotConfigured(DepthError):
 
 class ModelUnavailable(Exception):
     """The baked model is missing or does not match its manifest: the container must not start."""
+
+
+class UnsupportedEvent(Exception):
+    """An event from a source this function is not wired to (see ``handler.events``): raised so that the invocation
+    fails and the sender's retries / dead-letter queue keep the event; the message names the source."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source

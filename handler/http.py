@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI; Mangum adapts API Gateway v1/v2 and Function URL events to it).
+"""The HTTP API (FastAPI; Mangum adapts API Gateway v1/v2, Function URL and ALB events to it: handler.http_events).
 
 ``create_app`` assembles the routers of ``handler.routes`` (one per resource) around one estimator and one S3 store,
 kept on ``app.state`` and handed to routes by the dependencies in ``handler.routes.deps``. Routes only adapt
@@ -76,6 +76,13 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     return app
 
 
+def error_response(exc: DepthError, path: str) -> JSONResponse:
+    """A refused request: logged, and answered with the error's status and JSON body (and the security headers,
+    for the answers made before the app, see handler.http_events)."""
+    logger.info("request rejected", extra={"path": path, "error": exc.code, "reason": exc.message})
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=api_headers())
+
+
 # A 422 lists this many errors at most (plus their count), and names only the fields the API declares: a body
 # of many bad or unknown keys answers in a few hundred bytes, never with the caller's own strings.
 MAX_VALIDATION_DETAILS = 5
@@ -110,8 +117,7 @@ def _register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DepthError)
     async def _domain(request: Request, exc: DepthError) -> JSONResponse:
-        logger.info("request rejected", extra={"path": request.url.path, "error": exc.code, "reason": exc.message})
-        return JSONResponse(exc.to_body(), status_code=exc.status_code)
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from handler import outputs
+from handler import events, outputs
 from handler.config import Settings
 from handler.core import DepthEstimator
 from handler.errors import DepthError, InvalidRequest, OutputNotConfigured
@@ -40,21 +40,6 @@ class Outcome:
     status: str  # "written" | "skipped" | "failed"
     reason: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
-
-
-def _event_source(event: Any) -> str | None:
-    records = event.get("Records") if isinstance(event, dict) else None
-    if isinstance(records, list) and records and isinstance(records[0], dict):
-        return records[0].get("eventSource")
-    return None
-
-
-def is_s3_event(event: Any) -> bool:
-    return _event_source(event) == "aws:s3"
-
-
-def is_sqs_event(event: Any) -> bool:
-    return _event_source(event) == "aws:sqs"
 
 
 def _refusal(settings: Settings, bucket: str, key: str) -> str | None:
@@ -126,10 +111,19 @@ def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Ou
     return Outcome(bucket, key, "written", outputs=written)
 
 
+def _process_guarded(record: Any, estimator: DepthEstimator, store: S3Store) -> Outcome:
+    """``process_record``, with anything it lets escape (a record of odd types) failing that record alone."""
+    try:
+        return process_record(record, estimator, store)
+    except Exception as exc:
+        logger.exception("malformed S3 record")
+        return Outcome("", "", "failed", f"malformed_record: {type(exc).__name__}: {exc}")
+
+
 def process_records(event: dict, estimator: DepthEstimator, store: S3Store) -> list[Outcome]:
     from aws_lambda_powertools.utilities.data_classes import S3Event  # ~40 ms: only containers that get S3 events
 
-    outcomes = [process_record(r, estimator, store) for r in S3Event(event).records]
+    outcomes = [_process_guarded(r, estimator, store) for r in S3Event(event).records]
     for o in outcomes:
         if o.status == "skipped":
             logger.info("record skipped", extra={"bucket": o.bucket, "key": o.key, "reason": o.reason})
@@ -158,23 +152,47 @@ def handle_s3_event(event: dict, estimator: DepthEstimator, store: S3Store) -> d
 
 
 def handle_sqs_event(event: dict, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
-    """SQS messages wrapping S3 notifications → partial batch response (``ReportBatchItemFailures``)."""
-    failures = []
+    """SQS messages wrapping S3 notifications → partial batch response (``ReportBatchItemFailures``).
+
+    Each message is settled on its own: whatever goes wrong with one (not JSON, not an S3 notification, a failed or
+    malformed record, an unexpected exception) is logged with its reason and reports that message alone.
+    """
     from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
+    failures = []
     for message in SQSEvent(event).records:
         try:
-            body = json.loads(message.body)
-        except (TypeError, ValueError):
-            logger.error("SQS message is not JSON", extra={"message_id": message.message_id})
-            failures.append({"itemIdentifier": message.message_id})
-            continue
-        if isinstance(body, dict) and body.get("Event") == "s3:TestEvent":
-            continue  # S3 sends one when the notification is configured
-        if not is_s3_event(body):
-            logger.error("SQS message is not an S3 notification", extra={"message_id": message.message_id})
-            failures.append({"itemIdentifier": message.message_id})
-            continue
-        if any(o.status == "failed" for o in process_records(body, estimator, store)):
+            reason = _message_failure(message.body, estimator, store)
+        except Exception as exc:
+            reason = f"internal_error: {type(exc).__name__}: {exc}"
+            logger.exception("SQS message failed", extra={"message_id": message.message_id, "reason": reason})
+        else:
+            if reason:
+                logger.error("SQS message failed", extra={"message_id": message.message_id, "reason": reason})
+        if reason:
             failures.append({"itemIdentifier": message.message_id})
     return {"batchItemFailures": failures}
+
+
+_PERMANENT = "it fails on every delivery and ends in the dead-letter queue"
+
+
+def _message_failure(body: Any, estimator: DepthEstimator, store: S3Store) -> str | None:
+    """Why one SQS message failed, or None when it is settled (processed, or S3's test event dropped).
+
+    A message that is not JSON or not an S3 notification fails on every delivery: it is reported all the same, so the
+    queue's redrive policy moves it to the dead-letter queue for inspection instead of deleting it.
+    """
+    try:
+        notification = json.loads(body)
+    except (TypeError, ValueError):
+        return f"the body is not JSON; {_PERMANENT}"
+    if isinstance(notification, dict) and notification.get("Event") == "s3:TestEvent":
+        logger.info("S3 test event dropped", extra={"bucket": notification.get("Bucket")})
+        return None
+    kind = events.event_kind(notification)
+    if kind != "s3":
+        return f"the body is not an S3 notification (its source: {kind}); {_PERMANENT}"
+    outcomes = process_records(notification, estimator, store)
+    failed = [o for o in outcomes if o.status == "failed"]
+    return f"{len(failed)} of {len(outcomes)} records failed" if failed else None
