@@ -25,6 +25,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import pytest
 from PIL import Image
@@ -168,8 +169,8 @@ def upload_and_receive(emu, key: str, body: bytes) -> list[dict]:
         reply = emu["sqs"].receive_message(QueueUrl=emu["queue_url"], MaxNumberOfMessages=10, WaitTimeSeconds=1)
         for message in reply.get("Messages", []):
             emu["sqs"].delete_message(QueueUrl=emu["queue_url"], ReceiptHandle=message["ReceiptHandle"])
-            event = json.loads(message["Body"])
-            if any(r["s3"]["object"]["key"] for r in event.get("Records", [])):
+            event = json.loads(message["Body"])  # other uploads' notifications (S3 references) are dropped
+            if any(unquote_plus(r["s3"]["object"]["key"]) == key for r in event.get("Records", [])):
                 return [event | {"_message_id": message["MessageId"]}]
     raise AssertionError(f"no notification for {key}")
 
@@ -327,7 +328,7 @@ def test_s3_put_event_from_the_emulator_writes_the_heatmap(function, emu):
     (event,) = upload_and_receive(emu, key, encode(scene(160, 120, seed=8)))
     event.pop("_message_id")
     reply, _ = function.invoke(event)
-    assert reply.get("written"), reply
+    assert [w["heatmap"] for w in reply.get("written", [])] == ["depth/uploads/café terrace.jpg.png"], reply
     png = emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key="depth/uploads/café terrace.jpg.png")["Body"].read()
     assert png_size(png) == (160, 120)
 
@@ -407,27 +408,21 @@ def sam_invoke(sam_built: Path, env_file: Path, event_file: str) -> dict:
 def test_sam_local_invoke_s3_put_event(sam_built, sam_env_file, emu):
     event = json.loads((ROOT / "events" / "s3-put.json").read_text())
     record = event["Records"][0]["s3"]
-    from urllib.parse import unquote_plus
-
     key = unquote_plus(record["object"]["key"])
     emu["s3"].put_object(Bucket=record["bucket"]["name"], Key=key, Body=encode(scene(120, 90, seed=10)))
     reply = sam_invoke(sam_built, sam_env_file, "events/s3-put.json")
     assert reply["written"], reply
-    stem = key  # outputs keep the upload's extension
-    assert png_size(emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=f"depth/{stem}.png")["Body"].read()) == (120, 90)
+    assert png_size(emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=f"depth/{key}.png")["Body"].read()) == (120, 90)
 
 
 def test_sam_local_invoke_sqs_event(sam_built, sam_env_file, emu):
     event = json.loads((ROOT / "events" / "sqs-s3-put.json").read_text())
     inner = json.loads(event["Records"][0]["body"])["Records"][0]["s3"]
-    from urllib.parse import unquote_plus
-
     key = unquote_plus(inner["object"]["key"])
     emu["s3"].put_object(Bucket=inner["bucket"]["name"], Key=key, Body=encode(scene(100, 80, seed=11)))
     reply = sam_invoke(sam_built, sam_env_file, "events/sqs-s3-put.json")
     assert reply == {"batchItemFailures": []}
-    stem = key  # outputs keep the upload's extension
-    assert png_size(emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=f"depth/{stem}.png")["Body"].read()) == (100, 80)
+    assert png_size(emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=f"depth/{key}.png")["Body"].read()) == (100, 80)
 
 
 @pytest.mark.parametrize("event_file", ["events/api-health.json", "events/api-depth-png.json"])
