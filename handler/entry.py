@@ -1,6 +1,7 @@
 """Lambda entry: routes each event by its source (``handler.events``): HTTP events (API Gateway REST and HTTP APIs,
-Function URL, ALB) to FastAPI through Mangum, S3 events (direct or via SQS) to the S3 path, and refuses the rest.
-Importing it loads the model once per container."""
+Function URL, ALB) to FastAPI through Mangum; S3 events (direct, via EventBridge, or either via SQS) to the S3 path;
+S3 Batch Operations jobs to the batch path; and refuses the rest. Each invocation ends by printing the metrics it
+recorded (``handler.metrics``). Importing it loads the model once per container."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 from handler import runtime  # first: the model starts loading while the web stack below is imported
 
 # isort: on
-from handler import events, s3
+from handler import batch, events, metrics, s3
 from handler.http import create_app
 from handler.http_events import HttpEvents
 from handler.logs import logger
@@ -22,6 +23,8 @@ ROUTES = {
     "http": asgi_handler,
     "s3": lambda event, context: s3.handle_s3_event(event, estimator, store),
     "sqs": lambda event, context: s3.handle_sqs_event(event, estimator, store),
+    "eventbridge-s3": lambda event, context: s3.handle_eventbridge_event(event, estimator, store),
+    "s3-batch": lambda event, context: batch.handle_batch_event(event, estimator, store),
 }
 
 
@@ -32,4 +35,7 @@ def lambda_handler(event: dict, context: object) -> dict:
         error = events.refusal(kind, event, handled=ROUTES)
         logger.error("unsupported event source", extra={"source": kind, "reason": str(error)})
         raise error
-    return ROUTES[kind](event, context)
+    try:
+        return ROUTES[kind](event, context)
+    finally:
+        metrics.flush()

@@ -1,4 +1,5 @@
-"""Where the function writes: output keys, the recursion guard, and all-or-nothing writes of a result's files."""
+"""Where the function writes: output keys, the recursion guard, all-or-nothing writes of a result's files, and the
+record (in the heatmap's metadata) of what a result was made from, which makes re-processing an object idempotent."""
 
 from __future__ import annotations
 
@@ -51,11 +52,29 @@ def s3_metadata(**values: str) -> dict[str, str]:
     return metadata
 
 
+def recipe(settings: Settings, renderings: list[str] | tuple[str, ...]) -> str:
+    """What else shapes an upload's outputs besides the source and the model: the colormap and the renderings."""
+    return f"{settings.default_colormap};{','.join(sorted(renderings))}"
+
+
+def recorded_source_etag(store: S3Store, settings: Settings, stem: str, expected: dict[str, str]) -> str | None:
+    """The source ETag the heatmap of ``stem`` was made from, when it exists and its metadata has every ``expected``
+    value (model sha256, recipe); else None. One HEAD. The heatmap is written last, so its presence marks a complete
+    result."""
+    assert settings.output_bucket, "caller checks that an output bucket is configured"
+    head = store.head(settings.output_bucket, output_key(settings, stem, "heatmap"))
+    if head is None or any(head["metadata"].get(name) != value for name, value in expected.items()):
+        return None
+    return head["metadata"].get("source-etag") or None
+
+
 def write_outputs(
     store: S3Store, settings: Settings, stem: str, files: dict[str, bytes], metadata: dict[str, str]
 ) -> dict[str, str]:
-    """Put every rendering under ``stem``; if one fails, delete the ones already written (no partial result)."""
+    """Put every rendering under ``stem``, the heatmap last (it marks a complete result: ``recorded_source_etag``);
+    if one fails, delete the ones already written (no partial result)."""
     assert settings.output_bucket, "caller checks that an output bucket is configured"
+    files = dict(sorted(files.items(), key=lambda item: item[0] == "heatmap"))
     keys = {kind: output_key(settings, stem, kind) for kind in files}
     longest = max(len(key.encode()) for key in keys.values())
     if longest > MAX_KEY_BYTES:

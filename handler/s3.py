@@ -1,24 +1,22 @@
-"""The S3 upload trigger: S3 event records (direct, or wrapped in SQS messages) → heatmaps in the output bucket.
+"""The S3 upload trigger: S3 event records and EventBridge S3 events (direct, or wrapped in SQS messages) → heatmaps
+in the output bucket, each object through ``handler.objects.process_object``.
 
 Every record is processed; failures are collected, logged with bucket and key, and reported at the end so that
 Lambda's retries / on-failure destination (direct S3 events) or the SQS redrive (``batchItemFailures``) apply.
-Outputs are deterministic and keyed by the source key, so a re-delivered event overwrites the same objects.
+Outputs are keyed by the source key and record what they were made from, so a re-delivered event for an unchanged
+object writes nothing (``unchanged``).
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from handler import events, outputs
-from handler.config import Settings
+from handler import events
 from handler.core import DepthEstimator
-from handler.errors import DepthError, InvalidRequest, OutputNotConfigured
-from handler.imaging import IMAGE_EXTENSIONS
 from handler.logs import logger
+from handler.objects import Outcome, process_object
 from handler.s3io import S3Store
 
 
@@ -33,27 +31,8 @@ class RecordsFailed(Exception):
         self.summary = summary
 
 
-@dataclass
-class Outcome:
-    bucket: str
-    key: str
-    status: str  # "written" | "skipped" | "failed"
-    reason: str = ""
-    outputs: dict[str, str] = field(default_factory=dict)
-
-
-def _refusal(settings: Settings, bucket: str, key: str) -> str | None:
-    """Why this function must not read ``bucket/key`` (not its input bucket, or outside the upload prefix)."""
-    if bucket not in settings.allowed_input_buckets:
-        return "bucket_not_allowed: not one of this function's input buckets (ALLOWED_INPUT_BUCKETS)"
-    if not key.startswith(settings.upload_prefix):
-        return f"key_not_allowed: outside the upload prefix {settings.upload_prefix} (UPLOAD_PREFIX)"
-    return None
-
-
 def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Outcome:
-    """One S3 record → heatmap (+ PFM when enabled) under ``<output prefix><key>``."""
-    settings = estimator.settings
+    """One S3 record → ``process_object`` (uploads only), with the key decoded and the record's ETag."""
     try:
         bucket = record.s3.bucket.name
         key = unquote_plus(record.s3.get_object.key)  # AWS and emulators encode spaces/unicode differently
@@ -65,50 +44,24 @@ def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Ou
         return Outcome("", "", "failed", "malformed_record: no string s3.bucket.name, s3.object.key or eventName")
     if not event_name.startswith("ObjectCreated"):
         return Outcome(bucket, key, "skipped", "not an upload (eventName is not ObjectCreated:*)")
-    if outputs.is_own_output(settings, bucket, key):
-        return Outcome(bucket, key, "skipped", "one of this function's own outputs")
-    refusal = _refusal(settings, bucket, key)
-    if refusal:
-        logger.error("record refused", extra={"bucket": bucket, "key": key, "reason": refusal})
-        return Outcome(bucket, key, "failed", refusal)
-    if posixpath.splitext(key)[1].lower() not in IMAGE_EXTENSIONS:
-        return Outcome(bucket, key, "skipped", "not an image key (by extension)")
+    etag = record.s3.get_object.raw_event.get("eTag")  # absent in some hand-made events
+    return process_object(bucket, key, estimator, store, etag=etag if isinstance(etag, str) else None)
+
+
+def process_eventbridge(event: dict, estimator: DepthEstimator, store: S3Store) -> list[Outcome]:
+    """An S3 event delivered by EventBridge (``detail-type`` "Object Created") → ``process_object``. Its key is
+    not encoded; other detail types (deleted, restored, ...) are skipped."""
+    detail = event.get("detail")
     try:
-        if not settings.output_bucket:
-            raise OutputNotConfigured("OUTPUT_BUCKET is not configured")
-        if ".." in key.split("/"):
-            raise InvalidRequest("key has '..' segments; refusing to derive an output key from it")
-        obj = store.get(bucket, key, settings.max_image_bytes)
-        result = estimator.estimate(obj.body)
-        files = {"heatmap": estimator.heatmap_png(result)}
-        if settings.write_raw_depth:
-            files["pfm"] = estimator.depth_pfm(result)
-        meta = outputs.s3_metadata(
-            source_bucket=bucket,
-            source_key=key,
-            source_etag=obj.etag,
-            model_sha256=estimator.model.manifest.data["onnx_sha256"],
-        )
-        written = outputs.write_outputs(store, settings, outputs.upload_stem(key), files, meta)
-    except DepthError as exc:
-        logger.error("record failed", extra={"bucket": bucket, "key": key, "error": exc.code, "reason": exc.message})
-        return Outcome(bucket, key, "failed", f"{exc.code}: {exc.message}")
-    except Exception as exc:  # one broken record must not lose the others
-        logger.exception("record failed", extra={"bucket": bucket, "key": key})
-        return Outcome(bucket, key, "failed", f"internal_error: {type(exc).__name__}")
-    logger.info(
-        "heatmap written",
-        extra={
-            "bucket": bucket,
-            "key": key,
-            "bytes": len(obj.body),
-            "width": result.width,
-            "height": result.height,
-            "outputs": written,
-            "timings": {k: round(v, 4) for k, v in result.timings.items()},
-        },
-    )
-    return Outcome(bucket, key, "written", outputs=written)
+        bucket, key, etag = detail["bucket"]["name"], detail["object"]["key"], detail["object"].get("etag")
+        if not (isinstance(bucket, str) and isinstance(key, str)):
+            raise TypeError("bucket name and key must be strings")
+    except (KeyError, TypeError, AttributeError) as exc:
+        logger.error("malformed EventBridge S3 event", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return [Outcome("", "", "failed", "malformed_record: no string detail.bucket.name or detail.object.key")]
+    if event.get("detail-type") != "Object Created":
+        return [Outcome(bucket, key, "skipped", f"not an upload (detail-type is {event.get('detail-type')!r})")]
+    return [process_object(bucket, key, estimator, store, etag=etag if isinstance(etag, str) else None)]
 
 
 def _process_guarded(record: Any, estimator: DepthEstimator, store: S3Store) -> Outcome:
@@ -123,11 +76,7 @@ def _process_guarded(record: Any, estimator: DepthEstimator, store: S3Store) -> 
 def process_records(event: dict, estimator: DepthEstimator, store: S3Store) -> list[Outcome]:
     from aws_lambda_powertools.utilities.data_classes import S3Event  # ~40 ms: only containers that get S3 events
 
-    outcomes = [_process_guarded(r, estimator, store) for r in S3Event(event).records]
-    for o in outcomes:
-        if o.status == "skipped":
-            logger.info("record skipped", extra={"bucket": o.bucket, "key": o.key, "reason": o.reason})
-    return outcomes
+    return [_process_guarded(r, estimator, store) for r in S3Event(event).records]
 
 
 def _summary(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -143,7 +92,15 @@ def _summary(outcomes: list[Outcome]) -> dict[str, Any]:
 
 def handle_s3_event(event: dict, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
     """Process every record, then fail the invocation if any failed (so Lambda retries / dead-letters it)."""
-    outcomes = process_records(event, estimator, store)
+    return _settle(process_records(event, estimator, store))
+
+
+def handle_eventbridge_event(event: dict, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
+    """An EventBridge S3 event, settled as a direct S3 event of one record."""
+    return _settle(process_eventbridge(event, estimator, store))
+
+
+def _settle(outcomes: list[Outcome]) -> dict[str, Any]:
     summary = _summary(outcomes)
     if summary["failed"]:
         failed = "; ".join(f"s3://{f['bucket']}/{f['key']} ({f['reason']})" for f in summary["failed"])
@@ -174,6 +131,8 @@ def handle_sqs_event(event: dict, estimator: DepthEstimator, store: S3Store) -> 
     return {"batchItemFailures": failures}
 
 
+# What an SQS message may carry: a notification from the bucket itself, or an EventBridge S3 event (the rule's target).
+_NOTIFICATIONS = {"s3": process_records, "eventbridge-s3": process_eventbridge}
 _PERMANENT = "it fails on every delivery and ends in the dead-letter queue"
 
 
@@ -191,8 +150,8 @@ def _message_failure(body: Any, estimator: DepthEstimator, store: S3Store) -> st
         logger.info("S3 test event dropped", extra={"bucket": notification.get("Bucket")})
         return None
     kind = events.event_kind(notification)
-    if kind != "s3":
+    if kind not in _NOTIFICATIONS:
         return f"the body is not an S3 notification (its source: {kind}); {_PERMANENT}"
-    outcomes = process_records(notification, estimator, store)
+    outcomes = _NOTIFICATIONS[kind](notification, estimator, store)
     failed = [o for o in outcomes if o.status == "failed"]
     return f"{len(failed)} of {len(outcomes)} records failed" if failed else None

@@ -51,6 +51,12 @@ def translate(exc: Exception, bucket: str, key: str | None = None) -> DepthError
     raise exc
 
 
+def _status(exc: Exception) -> int | None:
+    """The HTTP status of a botocore ClientError (a HEAD or a 304 has no error code of its own), else None."""
+    response = getattr(exc, "response", None)
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+
+
 # A stalled S3 must fail a call inside API Gateway's 30 s, so that the caller gets our 503 and not the gateway's
 # bare timeout: 3 attempts x (2 s to connect + 5 s to answer) + standard-mode backoff (< 3 s) ≈ 24 s at worst.
 CONNECT_TIMEOUT = 2.0
@@ -99,10 +105,15 @@ class S3Store:
             ),
         )
 
-    def get(self, bucket: str, key: str, max_bytes: int) -> S3Object:
-        """Read an object, refusing (413) before download when it is larger than ``max_bytes``."""
+    def get(self, bucket: str, key: str, max_bytes: int, *, unless_etag: str | None = None) -> S3Object | None:
+        """Read an object, refusing (413) before download when it is larger than ``max_bytes``.
+
+        ``unless_etag``: None (nothing read) when the object's ETag is still this one (a conditional GET, answered
+        304 Not Modified by S3 without a body).
+        """
+        conditions = {"IfNoneMatch": f'"{unless_etag}"'} if unless_etag else {}
         try:
-            response = self.client.get_object(Bucket=bucket, Key=key)
+            response = self.client.get_object(Bucket=bucket, Key=key, **conditions)
             size = int(response.get("ContentLength") or 0)
             if size > max_bytes:
                 response["Body"].close()
@@ -111,8 +122,20 @@ class S3Store:
         except DepthError:
             raise
         except Exception as exc:
+            if unless_etag and _status(exc) == 304:
+                return None
             raise translate(exc, bucket, key) from None
         return S3Object(bucket, key, body, str(response.get("ETag", "")).strip('"'))
+
+    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """An object's ETag and user metadata (``{"etag": ..., "metadata": {...}}``), or None when it does not exist."""
+        try:
+            response = self.client.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if _status(exc) == 404:
+                return None
+            raise translate(exc, bucket, key) from None
+        return {"etag": str(response.get("ETag", "")).strip('"'), "metadata": response.get("Metadata") or {}}
 
     def put(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
         try:

@@ -3,7 +3,8 @@
 The fixtures are the Powertools for AWS Lambda (Python) test events and the AWS SAM CLI's sample events, committed
 unchanged under tests/events/third_party/ (origins in its README.md). ``EXPECTED`` gives every one of them its
 outcome: an HTTP answer (status, error code, and the response shape of the event's source), S3 records accounted
-for, an SQS batch response, or ``UnsupportedEvent`` naming the detected source.
+for (direct or via EventBridge), an SQS batch response, an S3 Batch Operations answer, or ``UnsupportedEvent`` naming
+the detected source.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ class SqsBatch:
 
 
 @dataclass(frozen=True)
+class BatchTasks:
+    """An S3 Batch Operations job: the answer Batch Operations expects, every task with ``code`` and a reason that
+    starts with ``reason``."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Refused:
     """``UnsupportedEvent`` naming the source ``event_kind`` detects."""
 
@@ -66,6 +76,7 @@ class Refused:
 
 ARTIFACTS = S3Records((("lambda-artifacts-deafc19498e3f2df", "b21b84d653bb07b05b1e6b33684dc11b"),))
 SAM_S3 = S3Records((("example-bucket", "test/key"),))
+EVENTBRIDGE = S3Records((("example-bucket", "IMG_m7fzo3.jpg"),))
 MALFORMED_BASE64 = (  # REST API events whose body is flagged isBase64Encoded but is plain text
     "powertools/apiGatewayProxyEventAnotherPath.json",
     "powertools/apiGatewayProxyEventPathTrailingSlash.json",
@@ -129,13 +140,13 @@ EXPECTED = {
     "powertools/lambdaFunctionUrlEventWithHeaders.json": Http(V2, 200, None),
     "powertools/lambdaFunctionUrlIAMEvent.json": Http(V2, 404),
     "powertools/rabbitMQEvent.json": Refused("mq"),
-    "powertools/s3BatchOperationEventSchemaV1.json": Refused("s3-batch"),
-    "powertools/s3BatchOperationEventSchemaV2.json": Refused("s3-batch"),
+    "powertools/s3BatchOperationEventSchemaV1.json": BatchTasks("PermanentFailure", "bucket_not_allowed"),
+    "powertools/s3BatchOperationEventSchemaV2.json": BatchTasks("PermanentFailure", "bucket_not_allowed"),
     "powertools/s3Event.json": ARTIFACTS,
-    "powertools/s3EventBridgeNotificationObjectCreatedEvent.json": Refused("eventbridge-s3"),
-    "powertools/s3EventBridgeNotificationObjectDeletedEvent.json": Refused("eventbridge-s3"),
-    "powertools/s3EventBridgeNotificationObjectExpiredEvent.json": Refused("eventbridge-s3"),
-    "powertools/s3EventBridgeNotificationObjectRestoreCompletedEvent.json": Refused("eventbridge-s3"),
+    "powertools/s3EventBridgeNotificationObjectCreatedEvent.json": EVENTBRIDGE,
+    "powertools/s3EventBridgeNotificationObjectDeletedEvent.json": EVENTBRIDGE,
+    "powertools/s3EventBridgeNotificationObjectExpiredEvent.json": EVENTBRIDGE,
+    "powertools/s3EventBridgeNotificationObjectRestoreCompletedEvent.json": EVENTBRIDGE,
     "powertools/s3EventDecodedKey.json": S3Records((("sourcebucket", "Happy Face.jpg"),)),
     "powertools/s3EventDeleteObject.json": ARTIFACTS,
     "powertools/s3EventGlacier.json": ARTIFACTS,
@@ -183,7 +194,7 @@ EXPECTED = {
     "sam-cli/kinesis-streams-as-source.json": Refused("firehose"),
     "sam-cli/lex-v2-book-car.json": Refused("lex"),
     "sam-cli/rekognition-s3-request.json": SAM_S3,
-    "sam-cli/s3-batch-invocation.json": Refused("s3-batch"),
+    "sam-cli/s3-batch-invocation.json": BatchTasks("PermanentFailure", "bucket_not_allowed"),
     "sam-cli/s3-delete.json": SAM_S3,
     "sam-cli/s3-put.json": SAM_S3,
     "sam-cli/sagemaker-ground-truth-pre-human.json": Refused("sagemaker-ground-truth"),
@@ -249,6 +260,15 @@ def assert_sqs_batch(entry, lambda_context, event: dict, expected: SqsBatch, log
             assert_s3_records(entry, lambda_context, notification, expected.s3[message["messageId"]])
 
 
+def assert_batch(entry, lambda_context, event: dict, expected: BatchTasks) -> None:
+    answer = entry.lambda_handler(event, lambda_context)
+    assert answer["invocationSchemaVersion"] == event["invocationSchemaVersion"]
+    assert answer["invocationId"] == event["invocationId"] and answer["treatMissingKeysAs"] == "PermanentFailure"
+    assert [r["taskId"] for r in answer["results"]] == [t["taskId"] for t in event["tasks"]]
+    for result in answer["results"]:
+        assert result["resultCode"] == expected.code and result["resultString"].startswith(expected.reason), result
+
+
 def assert_refused(entry, lambda_context, event: dict, expected: Refused, logged: Logged) -> None:
     with pytest.raises(UnsupportedEvent) as refused:
         entry.lambda_handler(event, lambda_context)
@@ -269,6 +289,8 @@ def test_fixture_through_the_entry(name, entry, lambda_context, errors_logged):
         assert_s3_records(entry, lambda_context, event, expected)
     elif isinstance(expected, SqsBatch):
         assert_sqs_batch(entry, lambda_context, event, expected, errors_logged)
+    elif isinstance(expected, BatchTasks):
+        assert_batch(entry, lambda_context, event, expected)
     else:
         assert_refused(entry, lambda_context, event, expected, errors_logged)
 

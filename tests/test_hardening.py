@@ -33,6 +33,7 @@ from handler.config import Settings
 from handler.core import DepthEstimator
 from handler.errors import TooManyPixels
 from handler.http import create_app
+from handler.objects import UNCHANGED
 from handler.s3 import RecordsFailed
 from handler.s3io import S3Store
 from scripts.soak import multipart, png_claiming
@@ -510,7 +511,8 @@ def test_endpoint_gone_mid_batch_then_redelivered(
     first = fault_s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.jpg.png")["Body"].read()
     if delivery == "s3":
         summary = s3_trigger.handle_s3_event(event, estimator, store)
-        assert [w["key"] for w in summary["written"]] == keys and not summary["failed"]
+        assert [w["key"] for w in summary["written"]] == keys[1:] and not summary["failed"]
+        assert [(s["key"], s["reason"]) for s in summary["skipped"]] == [(keys[0], UNCHANGED)]  # one was done
     else:
         assert s3_trigger.handle_sqs_event(event, estimator, store) == {"batchItemFailures": []}
     assert list_keys(fault_s3, output_bucket, f"depth/{prefix}/") == [
@@ -611,7 +613,8 @@ class Restricted:
 @pytest.fixture
 def restricted(own_s3, monkeypatch, fault_s3, input_bucket, output_bucket):
     """The function's S3Store with the credentials of an IAM user that may read only ``<input>/uploads/allowed/*`` and
-    put/delete only ``<output>/depth/*.png`` (so a record's .pfm is denied after its .png was written).
+    read ``<output>/depth/*`` (the HEAD that tells an unchanged result) and put/delete only ``<output>/depth/*.pfm``
+    (so a record's heatmap, written last, is denied after its .pfm was written).
     IAM is enforced only inside ``with restricted.enforced:`` (the session's own clients are not that user)."""
     import boto3
 
@@ -626,10 +629,11 @@ def restricted(own_s3, monkeypatch, fault_s3, input_bucket, output_bucket):
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{input_bucket}/uploads/allowed/*"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{output_bucket}/depth/*"},
             {
                 "Effect": "Allow",
                 "Action": ["s3:PutObject", "s3:DeleteObject"],
-                "Resource": f"arn:aws:s3:::{output_bucket}/depth/*.png",
+                "Resource": f"arn:aws:s3:::{output_bucket}/depth/*.pfm",
             },
         ],
     }
@@ -665,10 +669,10 @@ def test_access_denied_is_403_and_fails_the_record_without_leftovers(
     failed = {f["key"]: f["reason"] for f in raised.value.summary["failed"]}
     assert set(failed) == {restricted.allowed_key, restricted.secret_key}
     assert all(reason.startswith("s3_access_denied") for reason in failed.values()), failed
-    assert ".pfm was denied" in failed[restricted.allowed_key]
-    # the allowed record's heatmap (.png) was written, its .pfm denied: the .png was deleted again (no partial result)
-    png = f"/{output_bucket}/depth/{restricted.allowed_key}.png"
-    assert ("PUT", png) in own_s3.seen and ("DELETE", png) in own_s3.seen
+    assert ".png was denied" in failed[restricted.allowed_key]
+    # the allowed record's .pfm was written, its heatmap (.png) denied: the .pfm was deleted again (no partial result)
+    pfm = f"/{output_bucket}/depth/{restricted.allowed_key}.pfm"
+    assert ("PUT", pfm) in own_s3.seen and ("DELETE", pfm) in own_s3.seen
     assert list_keys(fault_s3, output_bucket) == before
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import encode, list_keys, load_event, scene
 from handler.imaging import read_pfm
+from handler.objects import UNCHANGED, process_object
 from handler.s3 import RecordsFailed
 
 AWKWARD_KEYS = [
@@ -162,19 +163,44 @@ def test_bad_record_does_not_lose_the_others(entry, lambda_context, s3, input_bu
     ]
 
 
-def test_redelivery_overwrites_the_same_keys(entry, lambda_context, s3, input_bucket, output_bucket):
+def test_redelivery_of_an_unchanged_object_writes_nothing(entry, lambda_context, s3, input_bucket, output_bucket):
     key = "uploads/redo/photo.jpg"
     s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 3))
-    event = s3_event(input_bucket, key)
+    event = s3_event(input_bucket, key)  # the sam payload's eTag: not this object's (a conditional GET tells)
     first = entry.lambda_handler(event, lambda_context)
-    body1 = s3.get_object(Bucket=output_bucket, Key="depth/uploads/redo/photo.jpg.png")["Body"].read()
-    second = entry.lambda_handler(event, lambda_context)
-    body2 = s3.get_object(Bucket=output_bucket, Key="depth/uploads/redo/photo.jpg.png")["Body"].read()
-    assert first == second and body1 == body2
-    assert list_keys(s3, output_bucket, "depth/uploads/redo/") == [
-        "depth/uploads/redo/photo.jpg.pfm",
-        "depth/uploads/redo/photo.jpg.png",
-    ]
+    assert [w["heatmap"] for w in first["written"]] == ["depth/uploads/redo/photo.jpg.png"]
+    heads = {
+        k: s3.head_object(Bucket=output_bucket, Key=k) for k in list_keys(s3, output_bucket, "depth/uploads/redo/")
+    }
+    etag = s3.head_object(Bucket=input_bucket, Key=key)["ETag"].strip('"')
+    with_etag = s3_event(input_bucket, key)
+    with_etag["Records"][0]["s3"]["object"]["eTag"] = etag  # as S3 sends it: the HEAD of the heatmap decides
+    for again in (event, with_etag):
+        second = entry.lambda_handler(again, lambda_context)
+        assert second["written"] == [] and second["failed"] == []
+        assert [s["reason"] for s in second["skipped"]] == [UNCHANGED]
+    assert list(heads) == ["depth/uploads/redo/photo.jpg.pfm", "depth/uploads/redo/photo.jpg.png"]
+    for k, head in heads.items():  # not rewritten
+        now = s3.head_object(Bucket=output_bucket, Key=k)
+        assert (now["ETag"], now["LastModified"]) == (head["ETag"], head["LastModified"])
+        assert now["Metadata"]["source-etag"] == etag
+
+
+def test_a_changed_object_or_recipe_is_processed_again(
+    entry, lambda_context, estimator, s3, input_bucket, output_bucket
+):
+    key = "uploads/redo/changed.jpg"
+    heatmap = f"depth/{key}.png"
+    s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 3))
+    assert entry.lambda_handler(s3_event(input_bucket, key), lambda_context)["written"]
+    s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 5))  # overwritten: another ETag
+    new_etag = s3.head_object(Bucket=input_bucket, Key=key)["ETag"].strip('"')
+    assert entry.lambda_handler(s3_event(input_bucket, key), lambda_context)["written"]
+    assert s3.head_object(Bucket=output_bucket, Key=heatmap)["Metadata"]["source-etag"] == new_etag
+    # the same object, another recipe: the entry writes heatmap + PFM, this estimator the heatmap alone
+    assert not estimator.settings.write_raw_depth
+    assert process_object(input_bucket, key, estimator, entry.store, etag=new_etag).status == "written"
+    assert process_object(input_bucket, key, estimator, entry.store, etag=new_etag).reason == UNCHANGED
 
 
 def test_skips_own_outputs_non_images_and_deletions(entry, lambda_context, s3, input_bucket, output_bucket):
@@ -227,7 +253,7 @@ def test_records_outside_the_input_bucket_or_upload_prefix_are_refused_unread(
     ids=["int eventName", "null eventName", "list bucket", "object key", "no s3"],
 )
 def test_a_malformed_record_fails_alone(entry, lambda_context, s3, input_bucket, output_bucket, spoil):
-    key = "uploads/malformed-neighbour.jpg"
+    key = f"uploads/malformed-neighbour-{uuid.uuid4().hex[:8]}.jpg"  # a new object each time: written, not unchanged
     s3.put_object(Bucket=input_bucket, Key=key, Body=image_for(key, 2))
     event = s3_event(input_bucket, key, key)
     spoil(event["Records"][0])

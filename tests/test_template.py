@@ -202,8 +202,9 @@ def test_uploads_are_all_the_function_may_read_of_the_input_bucket(resources):
     input_arn = "arn:${AWS::Partition}:s3:::" + bucket_name(resources, "InputBucket")
     reads = [s for s in statements(resources) if "s3:GetObject" in as_list(s["Action"])]
     inputs = [s for s in reads if s["Resource"]["Fn::Sub"].startswith(input_arn + "/")]
+    assert [s["Sid"] for s in statements(resources) if input_arn in json.dumps(s)] == ["ReadUploads", "ListUploads"]
     assert [s["Resource"] for s in inputs] == [{"Fn::Sub": input_arn + "/${UploadPrefix}*"}]
-    (listing,) = [s for s in statements(resources) if "s3:ListBucket" in as_list(s["Action"])]
+    (listing,) = [s for s in statements(resources) if s["Action"] == "s3:ListBucket" and s["Sid"] == "ListUploads"]
     assert listing["Resource"] == {"Fn::Sub": input_arn}  # the bucket itself; what it may list is the condition's
     assert set(listing["Condition"]) == {"StringLike"}
     (prefix,) = listing["Condition"]["StringLike"]["s3:prefix"]
@@ -390,36 +391,128 @@ def test_buckets_are_separate_private_encrypted_and_named_with_sub(resources):
     assert "NotificationConfiguration" not in resources["OutputBucket"]["Properties"]  # outputs never trigger
 
 
-def test_upload_trigger_filters_prefix_and_every_image_suffix(resources):
-    wanted = {ext for e in IMAGE_EXTENSIONS for ext in (e, e.upper())}
+def resolve(value, values: dict[str, str]):
+    """A template value with its !Ref and !Sub of parameters and pseudo parameters replaced by ``values``."""
+    if isinstance(value, list):
+        return [resolve(v, values) for v in value]
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return values[value["Ref"]]
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{([\w:]+)\}", lambda m: values[m[1]], value["Fn::Sub"])
+    if isinstance(value, dict):
+        return {k: resolve(v, values) for k, v in value.items()}
+    return value
+
+
+def matches(pattern: dict, event: dict) -> bool:
+    """EventBridge's matching of an event pattern (the operators the template may use): every field of the pattern
+    must match (AND); a field's list matches when any of its matchers does (OR)."""
+    for name, wanted in pattern.items():
+        if name not in event:
+            return False
+        if isinstance(wanted, dict):
+            if not isinstance(event[name], dict) or not matches(wanted, event[name]):
+                return False
+            continue
+        if not any(_matcher(m, event[name]) for m in wanted):
+            return False
+    return True
+
+
+def _matcher(matcher, value) -> bool:
+    if not isinstance(matcher, dict):
+        return matcher == value
+    ((operator, argument),) = matcher.items()
+    if not isinstance(value, str):
+        return False
+    if isinstance(argument, dict):
+        ((modifier, argument),) = argument.items()
+        assert modifier == "equals-ignore-case", modifier
+        value, argument = value.lower(), argument.lower()
+    if operator == "prefix":
+        return value.startswith(argument)
+    if operator == "suffix":
+        return value.endswith(argument)
+    if operator == "wildcard":
+        return re.fullmatch(".*".join(map(re.escape, argument.split("*"))), value, re.DOTALL) is not None
+    raise AssertionError(f"no evaluator for {operator}")
+
+
+PSEUDO = {"AWS::AccountId": "123456789012", "AWS::Region": "eu-west-1", "AWS::Partition": "aws"}
+
+
+def test_input_bucket_sends_its_events_to_eventbridge_and_the_output_bucket_nothing(resources):
     notification = resources["InputBucket"]["Properties"]["NotificationConfiguration"]
-    queued, direct = branches(notification)
-    for configs, target_key, target in (
-        (queued["QueueConfigurations"], "Queue", {"Fn::GetAtt": ["IngestQueue", "Arn"]}),
-        (direct["LambdaConfigurations"], "Function", {"Fn::GetAtt": ["DepthFunction", "Arn"]}),
-    ):
-        suffixes = []
-        for config in configs:
-            assert config["Event"] == "s3:ObjectCreated:*" and config[target_key] == target
-            rules = {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]}
-            assert rules["prefix"] == {"Ref": "UploadPrefix"}
-            suffixes.append(rules["suffix"])
-        assert sorted(suffixes) == sorted(wanted)
+    assert notification == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}  # one switch, no S3 filter
+    assert "NotificationConfiguration" not in resources["OutputBucket"]["Properties"]  # outputs never trigger
+    rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    assert len(rules) == 1, "the trigger is one rule"
 
 
-def test_notification_destinations_exist_before_the_bucket_notification(resources):
-    # S3 validates a notification's destination when it is set: the permission / queue policy must come first.
-    (tag,) = [t for t in resources["InputBucket"]["Properties"]["Tags"] if t["Key"] == "midas-depth-ingest"]
-    condition, queue_side, direct_side = tag["Value"]["Fn::If"]
+@pytest.mark.parametrize(
+    ("key", "delivered"),
+    [
+        ("uploads/a.jpg", True),
+        ("uploads/a.JPG", True),
+        ("uploads/a.Jpg", True),  # mixed case: S3 suffix filters missed it
+        ("uploads/deep/er/ünï cødé.TiFF", True),
+        ("uploads/a.txt", True),  # delivered, and skipped by the function before any S3 call (test_eventbridge.py)
+        ("other/a.jpg", False),
+        ("Uploads/a.jpg", False),  # keys are case-sensitive, like the function's IAM read access
+        ("depth/uploads/a.jpg.png", False),
+    ],
+)
+def test_the_upload_rule_matches_created_objects_under_the_upload_prefix(resources, parameters, key, delivered):
+    rule = resources["UploadRule"]["Properties"]
+    values = {name: str(p.get("Default", "")) for name, p in parameters.items()} | PSEUDO
+    pattern = resolve(rule["EventPattern"], values)
+    bucket = resolve({"Fn::Sub": bucket_name(resources, "InputBucket")}, values)
+    event = json.loads(
+        (ROOT / "tests/events/third_party/powertools/s3EventBridgeNotificationObjectCreatedEvent.json").read_text()
+    )
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"]["key"] = key
+    assert matches(pattern, event) is delivered
+    for other in ({"detail-type": "Object Deleted"}, {"source": "aws.s3-not"}):
+        assert not matches(pattern, {**event, **other})
+    elsewhere = json.loads(json.dumps(event))
+    elsewhere["detail"]["bucket"]["name"] = resolve({"Fn::Sub": bucket_name(resources, "OutputBucket")}, values)
+    assert not matches(pattern, elsewhere)  # the function's outputs never match
+
+
+def test_every_image_extension_in_any_case_is_delivered_under_the_upload_prefix(resources, parameters):
+    values = {name: str(p.get("Default", "")) for name, p in parameters.items()} | PSEUDO
+    pattern = resolve(resources["UploadRule"]["Properties"]["EventPattern"], values)
+    bucket = resolve({"Fn::Sub": bucket_name(resources, "InputBucket")}, values)
+    for extension in IMAGE_EXTENSIONS:
+        for spelled in (extension, extension.upper(), extension.title(), extension.swapcase().title().swapcase()):
+            event = {
+                "source": "aws.s3",
+                "detail-type": "Object Created",
+                "detail": {"bucket": {"name": bucket}, "object": {"key": f"uploads/photo{spelled}"}},
+            }
+            assert matches(pattern, event), spelled
+
+
+def test_the_upload_rule_targets_the_function_or_the_ingest_queue_which_allow_only_it(resources):
+    rule = resources["UploadRule"]
+    condition, queued, direct = rule["Properties"]["Targets"]["Fn::If"]
     assert condition == "UseQueue"
-    assert {"Ref": "IngestQueuePolicy"} in queue_side["Fn::Select"][1]
-    assert {"Ref": "InputBucketInvokePermission"} in direct_side["Fn::Select"][1]
-    permission = resources["InputBucketInvokePermission"]
+    assert [t["Arn"] for t in queued] == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
+    assert [t["Arn"] for t in direct] == [{"Fn::GetAtt": ["DepthFunction", "Arn"]}]
+    rule_arn = {"Fn::GetAtt": ["UploadRule", "Arn"]}
+    permission = resources["UploadRuleInvokePermission"]
     assert permission["Condition"] == "UseDirect"
-    assert permission["Properties"]["Principal"] == "s3.amazonaws.com"
-    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
-    input_arn = "arn:${AWS::Partition}:s3:::" + bucket_name(resources, "InputBucket")
-    assert permission["Properties"]["SourceArn"] == {"Fn::Sub": input_arn}
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == rule_arn
+    (statement,) = resources["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+    assert not [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Permission" and r["Properties"]["Principal"] == "s3.amazonaws.com"
+    ]
 
 
 def test_upload_prefix_and_output_prefix_are_folders(parameters):
@@ -438,8 +531,10 @@ def test_role_is_least_privilege(resources):
     grants: dict[str, set[str]] = {}
     for statement in statements(resources):
         assert statement["Effect"] == "Allow"
+        if statement["Resource"] == "*":  # X-Ray's two actions have no resource-level permissions
+            assert statement["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+            continue
         for resource in as_list(statement["Resource"]):
-            assert resource != "*"
             key = json.dumps(resource, sort_keys=True)
             for action in as_list(statement["Action"]):
                 assert "*" not in action, action
@@ -455,6 +550,7 @@ def test_role_is_least_privilege(resources):
         getatt("DepthFunctionLogGroup"): {"logs:CreateLogStream", "logs:PutLogEvents"},
         sub(f"arn:${{AWS::Partition}}:s3:::{input_name}/${{UploadPrefix}}*"): {"s3:GetObject"},
         sub(f"arn:${{AWS::Partition}}:s3:::{input_name}"): {"s3:ListBucket"},
+        sub(f"arn:${{AWS::Partition}}:s3:::{output_name}"): {"s3:ListBucket"},
         sub(f"arn:${{AWS::Partition}}:s3:::{output_name}/${{OutputPrefix}}*"): {
             "s3:PutObject",
             "s3:GetObject",
@@ -463,10 +559,14 @@ def test_role_is_least_privilege(resources):
         getatt("AsyncFailureQueue"): {"sqs:SendMessage"},
         getatt("IngestQueue"): {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
     }
-    # Conditions: only the listing of the input bucket has one, and it keeps the listing inside the upload prefix.
+    # Conditions: only the listings have one, and it keeps each inside its prefix (uploads; outputs: so that the HEAD
+    # of a result not made yet answers 404, not 403).
     conditioned = [s for s in statements(resources) if "Condition" in s]
-    assert [s["Action"] for s in conditioned] == ["s3:ListBucket"]
-    assert conditioned[0]["Condition"] == {"StringLike": {"s3:prefix": [{"Fn::Sub": "${UploadPrefix}*"}]}}
+    assert [s["Action"] for s in conditioned] == ["s3:ListBucket", "s3:ListBucket"]
+    assert [s["Condition"] for s in conditioned] == [
+        {"StringLike": {"s3:prefix": [{"Fn::Sub": "${UploadPrefix}*"}]}},
+        {"StringLike": {"s3:prefix": [{"Fn::Sub": "${OutputPrefix}*"}]}},
+    ]
     # No reference from the role or the function to the bucket resources: the names are strings (no cycle).
     for logical_id in ("DepthFunctionRole", "DepthFunction"):
         text = json.dumps(resources[logical_id]["Properties"])
@@ -500,10 +600,6 @@ def test_queue_mode_batches_with_partial_failures_and_a_dead_letter_queue(resour
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] == {"Ref": "QueueMaxReceiveCount"}
     assert parameters["IngestMode"]["AllowedValues"] == ["direct", "queue"]
-    (statement,) = resources["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
-    input_arn = "arn:${AWS::Partition}:s3:::" + bucket_name(resources, "InputBucket")
-    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::Sub": input_arn}
 
 
 # ------------------------------------------------------------------------------------------------ image & config
@@ -651,7 +747,13 @@ def test_make_lock_makes_this_lock(tmp_path):
 
 # The template's optional resources (queue mode, a public function URL) are only scanned when their conditions
 # hold; checkov resolves conditions from the parameters' defaults, so a copy with these defaults scans them too.
-ALL_OPTIONS = {"IngestMode": "queue", "EnableFunctionUrl": '"true"', "FunctionUrlAuthType": "NONE"}
+ALL_OPTIONS = {
+    "IngestMode": "queue",
+    "EnableFunctionUrl": '"true"',
+    "FunctionUrlAuthType": "NONE",
+    "EnableTracing": '"true"',
+    "AlarmEmail": "ops@example.com",
+}
 
 
 def _with_defaults(text: str, defaults: dict[str, str]) -> str:
@@ -710,3 +812,99 @@ def test_checkov_finds_only_the_accepted_findings_and_the_docs_list_each(checkov
     (version,) = re.findall(r"^CHECKOV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
     assert {scan["summary"]["checkov_version"] for scan in scans} == {version}
     assert f") {version} checks" in section
+
+
+# ------------------------------------------------------------------------------------------------ backfill & operations
+
+
+def test_batch_operations_role_invokes_the_function_reads_manifests_and_writes_reports(resources):
+    role = resources["BatchOperationsRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "batchoperations.s3.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    grants = {
+        s["Sid"]: (sorted(as_list(s["Action"])), s["Resource"])
+        for policy in role["Policies"]
+        for s in policy["PolicyDocument"]["Statement"]
+    }
+    assert grants == {
+        "InvokeDepthFunction": (["lambda:InvokeFunction"], {"Fn::GetAtt": ["DepthFunction", "Arn"]}),
+        "ReadManifests": (
+            ["s3:GetObject", "s3:GetObjectVersion"],
+            {"Fn::Sub": "${OutputBucket.Arn}/batch-operations/*"},
+        ),
+        "WriteReports": (["s3:PutObject"], {"Fn::Sub": "${OutputBucket.Arn}/batch-operations/reports/*"}),
+        "LocateBucket": (["s3:GetBucketLocation"], {"Fn::GetAtt": ["OutputBucket", "Arn"]}),
+    }
+    # the function itself has no access there: its outputs are under OutputPrefix, which must not be batch-operations/
+    rules = resources["OutputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {
+        "Id": "expire-batch-operations-files",
+        "Status": "Enabled",
+        "Prefix": "batch-operations/",
+        "ExpirationInDays": 30,
+    } in rules
+
+
+def test_alarms_go_to_one_topic_with_an_optional_email(resources, parameters):
+    alarms = {name: r for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == {
+        "FunctionErrorsAlarm",
+        "FunctionThrottlesAlarm",
+        "FunctionDurationAlarm",
+        "AsyncFailuresAlarm",
+        "DeadLetterAlarm",
+    }
+    for alarm in alarms.values():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}] and props["TreatMissingData"] == "notBreaching"
+        assert props["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarms["DeadLetterAlarm"]["Condition"] == "UseQueue"
+    for name, metric in (("FunctionErrorsAlarm", "Errors"), ("FunctionThrottlesAlarm", "Throttles")):
+        props = alarms[name]["Properties"]
+        assert (props["MetricName"], props["Statistic"], props["Threshold"]) == (metric, "Sum", 0)
+    for name, queue in (("AsyncFailuresAlarm", "AsyncFailureQueue"), ("DeadLetterAlarm", "IngestDeadLetterQueue")):
+        props = alarms[name]["Properties"]
+        assert props["MetricName"] == "ApproximateNumberOfMessagesVisible" and props["Threshold"] == 0
+        assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+    # p95 Duration (ms) / Timeout (s) > 800  <=>  p95 > 80% of the timeout
+    duration = alarms["FunctionDurationAlarm"]["Properties"]
+    stat, expression = duration["Metrics"]
+    assert stat["MetricStat"]["Stat"] == "p95" and stat["MetricStat"]["Metric"]["MetricName"] == "Duration"
+    assert expression["Expression"] == {"Fn::Sub": "d / ${Timeout}"} and duration["Threshold"] == 800
+    for timeout, p95_ms, breaching in ((30, 24_001, True), (30, 23_999, False), (900, 720_500, True)):
+        assert (p95_ms / timeout > duration["Threshold"]) is breaching
+    subscription = resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail" and subscription["Properties"]["Protocol"] == "email"
+    email = parameters["AlarmEmail"]
+    assert email["Default"] == "" and re.fullmatch(email["AllowedPattern"], "")
+    assert re.fullmatch(email["AllowedPattern"], "ops@example.com")
+    assert not re.fullmatch(email["AllowedPattern"], "ops@example") and not re.fullmatch(
+        email["AllowedPattern"], "a b@c.d"
+    )
+
+
+def test_dashboard_is_valid_json_reading_the_functions_own_namespace(resources, parameters):
+    body, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    values = {name: str(p.get("Default", "")) for name, p in parameters.items()} | PSEUDO
+    values |= {
+        "AWS::StackName": "midas",
+        "DepthFunction": "fn",
+        "AsyncFailureQueue.QueueName": "q",
+        "TimeoutMs": "30000",
+    }
+    assert variables == {"TimeoutMs": {"Fn::Sub": "${Timeout}000"}}
+    dashboard = json.loads(re.sub(r"\$\{([\w:.]+)\}", lambda m: values[m[1]], body))
+    rows = [w["properties"]["metrics"] for w in dashboard["widgets"]]
+    names = {m[1] for metrics in rows if metrics[0][0] == "midas" for m in metrics}  # "." repeats the row above
+    assert {"ImagesWritten", "ImagesUnchanged", "ImagesFailed", "LatencyTotal", "LatencyInference"} <= names
+    env = resources["DepthFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "AWS::StackName"}  # the namespace the dashboard reads
+
+
+def test_tracing_is_a_parameter(resources, parameters):
+    mode = resources["DepthFunction"]["Properties"]["TracingConfig"]["Mode"]
+    assert mode == {"Fn::If": ["HasTracing", "Active", "PassThrough"]}
+    assert parameters["EnableTracing"]["Default"] == "false"
+    (traces,) = [s for s in statements(resources) if s.get("Sid") == "WriteTraces"]
+    assert traces["Resource"] == "*"  # X-Ray's PutTraceSegments/PutTelemetryRecords have no resource-level scope
