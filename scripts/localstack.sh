@@ -85,7 +85,7 @@ start() {
   mkdir -p "$dir/root"
   (
     cd "$dir"
-    exec env SERVICES=s3,sqs GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$port" OVERRIDE_IN_DOCKER=0 \
+    exec env SERVICES=s3,sqs,events GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$port" OVERRIDE_IN_DOCKER=0 \
       DNS_ADDRESS=0 FILESYSTEM_ROOT="$dir/root" setsid "$VENV/bin/python" -m localstack.runtime.main \
       >"$dir/log" 2>&1 </dev/null
   ) &
