@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from handler import events, outputs
+from handler import events, geometry, outputs
 from handler.config import Settings
 from handler.core import DepthEstimator
 from handler.errors import DepthError, InvalidRequest, OutputNotConfigured
@@ -52,7 +52,7 @@ def _refusal(settings: Settings, bucket: str, key: str) -> str | None:
 
 
 def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Outcome:
-    """One S3 record → heatmap (+ PFM when enabled) under ``<output prefix><key>``."""
+    """One S3 record → heatmap (+ PFM, point cloud when enabled) under ``<output prefix><key>``."""
     settings = estimator.settings
     try:
         bucket = record.s3.bucket.name
@@ -79,10 +79,14 @@ def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Ou
         if ".." in key.split("/"):
             raise InvalidRequest("key has '..' segments; refusing to derive an output key from it")
         obj = store.get(bucket, key, settings.max_image_bytes)
-        result = estimator.estimate(obj.body)
+        points = settings.write_point_cloud != "none"
+        options = geometry.Options()  # the documented defaults, as the CLI's and the API's
+        result = estimator.estimate(obj.body, max_points=options.max_points if points else None)
         files = {"heatmap": estimator.heatmap_png(result)}
         if settings.write_raw_depth:
             files["pfm"] = estimator.depth_pfm(result)
+        if points:
+            files[settings.write_point_cloud] = estimator.point_cloud(result, settings.write_point_cloud, options)[0]
         meta = outputs.s3_metadata(
             source_bucket=bucket,
             source_key=key,
