@@ -23,6 +23,7 @@ import pytest
 
 from handler.config import Settings
 from handler.imaging import IMAGE_EXTENSIONS
+from handler.routes.pages import VENDOR_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -347,6 +348,7 @@ def test_http_api_routes_are_the_apps_routes(resources, entry):
         ("GET", "/docs/{asset}"),
         ("GET", "/redoc"),
         ("GET", "/redoc/{asset}"),
+        ("GET", f"{VENDOR_PATH}/{{asset}}"),  # the web page's three.js modules
         ("GET", "/openapi.json"),
         ("POST", "/predict"),
         ("POST", "/depth"),
