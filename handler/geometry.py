@@ -235,7 +235,11 @@ def back_project(
     u = cols.astype(np.float32) * np.float32(stride) + np.float32(0.5)
     v = rows.astype(np.float32) * np.float32(stride) + np.float32(0.5)
     positions = np.empty((z.size, 3), np.float32)
-    positions[:, 0] = (u - np.float32(cam.cx)) * (z / np.float32(cam.fx))
-    positions[:, 1] = (np.float32(cam.cy) - v) * (z / np.float32(cam.fy))
+    with np.errstate(over="ignore", invalid="ignore"):
+        positions[:, 0] = (u - np.float32(cam.cx)) * (z / np.float32(cam.fx))
+        positions[:, 1] = (np.float32(cam.cy) - v) * (z / np.float32(cam.fy))
     positions[:, 2] = -z
+    finite = np.isfinite(positions).all(axis=1)  # extreme intrinsics can overflow float32: such points are dropped
+    if not finite.all():
+        positions, rows, cols = positions[finite], rows[finite], cols[finite]
     return PointCloud(positions, np.ascontiguousarray(colors[rows, cols], dtype=np.uint8), cam, stride)

@@ -276,3 +276,31 @@ def test_glb_chunks_are_padded_for_any_count(n):
     assert len(data) % 4 == 0 and json_length % 4 == 0
     assert int.from_bytes(data[8:12], "little") == len(data)
     assert GLTF2.load_from_bytes(data).accessors[0].count == n
+
+
+def test_the_photos_orientation_is_applied_before_the_intrinsics(estimator):
+    """EXIF Orientation 6 (rotated 90°): the cloud is of the upright 300 x 400 image; the focal length is the lens's."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0xA405] = 28
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 300), (10, 200, 30)).save(buf, "JPEG", exif=exif)
+    result = estimator.estimate(buf.getvalue(), max_points=300 * 400)
+    assert (result.width, result.height) == (300, 400) and result.colors.shape == (400, 300, 3)
+    cloud = estimator.point_cloud(result, "glb", Options())[1]
+    cam = cloud.intrinsics
+    assert (cam.cx, cam.cy, cam.source) == (150, 200, "exif-35mm")
+    assert cam.fx == pytest.approx(28 * 500 / math.hypot(36, 24))
+    assert len(cloud) == 300 * 400
+
+
+def test_extreme_intrinsics_drop_points_instead_of_writing_non_finite_ones():
+    depth, colors, _ = synthetic_scene()
+    # fx below float32's range: x and y overflow for every pixel (no pixel centre is on cx)
+    cloud = cloud_of((1 / depth).astype(np.float32), colors, Options(fx=1e-40, scale=1.0, max_points=W * H))
+    assert len(cloud) == 0 and cloud.colors.shape == (0, 3)
+    data = pointcloud.glb_bytes(cloud)
+    assert b"Infinity" not in data and b"NaN" not in data
+    # only the overflowing points go: a wide principal point leaves the columns near it
+    cloud = cloud_of((1 / depth).astype(np.float32), colors, Options(fx=1e-37, cx=0.5, scale=1.0, max_points=W * H))
+    assert 0 < len(cloud) < W * H and np.isfinite(cloud.positions).all()

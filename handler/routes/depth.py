@@ -79,17 +79,17 @@ class GeometryRequest(BaseModel):
         description=f"point budget, by an even pixel stride (default {geometry.DEFAULT_MAX_POINTS}, "
         f"{INLINE_MAX_POINTS} when the cloud is returned inline only)",
     )
-    near: float = Field(geometry.DEFAULT_NEAR, gt=0, le=1e6, description="depth of the nearest pixel (scene units)")
-    far: float = Field(geometry.DEFAULT_FAR, gt=0, le=1e6, description="depth of the farthest pixel (scene units)")
+    near: float = Field(geometry.DEFAULT_NEAR, ge=1e-6, le=1e6, description="depth of the nearest pixel (scene units)")
+    far: float = Field(geometry.DEFAULT_FAR, ge=1e-6, le=1e6, description="depth of the farthest pixel (scene units)")
     scale: float | None = Field(
-        None, allow_inf_nan=False, description="instead of near/far: depth = 1 / (scale * prediction + shift)"
+        None, ge=-1e6, le=1e6, description="instead of near/far: depth = 1 / (scale * prediction + shift)"
     )
-    shift: float = Field(0.0, allow_inf_nan=False, description="see scale")
+    shift: float = Field(0.0, ge=-1e6, le=1e6, description="see scale")
     fov: float | None = Field(None, gt=0, lt=180, description="horizontal field of view in degrees")
-    fx: float | None = Field(None, gt=0, le=1e7, description="focal length in pixels (x)")
-    fy: float | None = Field(None, gt=0, le=1e7, description="focal length in pixels (y; default fx)")
-    cx: float | None = Field(None, allow_inf_nan=False, description="principal point x (default: image centre)")
-    cy: float | None = Field(None, allow_inf_nan=False, description="principal point y (default: image centre)")
+    fx: float | None = Field(None, ge=1e-3, le=1e7, description="focal length in pixels (x)")
+    fy: float | None = Field(None, ge=1e-3, le=1e7, description="focal length in pixels (y; default fx)")
+    cx: float | None = Field(None, ge=-1e7, le=1e7, description="principal point x (default: image centre)")
+    cy: float | None = Field(None, ge=-1e7, le=1e7, description="principal point y (default: image centre)")
     edge_threshold: float | None = Field(
         None, gt=0, le=10, description="drop points whose depth jumps to a neighbour's by more than this fraction"
     )
