@@ -90,13 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     points.add_argument(
         "--edge-threshold", type=_positive(float), help="drop points at relative depth jumps above this"
     )
+    points.add_argument("--mesh", action="store_true", help="write a coloured triangle mesh over the points instead")
     args = parser.parse_args(argv)
     formats = [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
     from handler import geometry  # deferred: --help stays instant
 
     try:
         options = geometry.Options(
-            max_points=args.max_points, near=args.near, far=args.far, fov=args.fov, edge_threshold=args.edge_threshold
+            max_points=args.max_points,
+            near=args.near,
+            far=args.far,
+            fov=args.fov,
+            edge_threshold=args.edge_threshold,
+            mesh=args.mesh,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -81,6 +81,7 @@ class Options:
     cx: float | None = None
     cy: float | None = None
     edge_threshold: float | None = None  # drop points whose relative depth jump to a neighbour exceeds this
+    mesh: bool = False  # also join grid neighbours into triangles (two per grid cell whose 4 corners are kept)
 
     def __post_init__(self) -> None:
         if self.max_points < 1:
@@ -93,12 +94,14 @@ class Options:
 
 @dataclass
 class PointCloud:
-    """``positions`` float32 (N, 3) and ``colors`` uint8 (N, 3) in the same order (row-major over the grid)."""
+    """``positions`` float32 (N, 3) and ``colors`` uint8 (N, 3) in the same order (row-major over the grid);
+    ``faces`` uint32 (M, 3) vertex indices, counter-clockwise seen from the camera, when a mesh was asked for."""
 
     positions: np.ndarray
     colors: np.ndarray
     intrinsics: Intrinsics
     stride: int
+    faces: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.positions.shape[0])
@@ -242,4 +245,21 @@ def back_project(
     finite = np.isfinite(positions).all(axis=1)  # extreme intrinsics can overflow float32: such points are dropped
     if not finite.all():
         positions, rows, cols = positions[finite], rows[finite], cols[finite]
-    return PointCloud(positions, np.ascontiguousarray(colors[rows, cols], dtype=np.uint8), cam, stride)
+    faces = grid_faces(rows, cols, depth.shape) if options.mesh else None
+    return PointCloud(positions, np.ascontiguousarray(colors[rows, cols], dtype=np.uint8), cam, stride, faces)
+
+
+def grid_faces(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Two triangles per grid cell whose four corners are all points (``rows``/``cols``: each point's grid cell, in
+    point order), counter-clockwise as seen from the camera (glTF's front faces). Dropped points (edges, invalid
+    depth) leave holes rather than stretched triangles."""
+    index = np.full(shape, -1, np.int64)
+    index[rows, cols] = np.arange(rows.size)
+    a, b = index[:-1, :-1], index[:-1, 1:]  # top-left, top-right
+    c, d = index[1:, :-1], index[1:, 1:]  # bottom-left, bottom-right
+    whole = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
+    a, b, c, d = a[whole], b[whole], c[whole], d[whole]
+    faces = np.empty((2 * a.size, 3), np.uint32)
+    faces[0::2] = np.stack([a, c, b], axis=1)  # y points up, so image-down is counter-clockwise from a to c to b
+    faces[1::2] = np.stack([b, c, d], axis=1)
+    return faces

@@ -39,6 +39,7 @@ def measure(model_dir: str, repeats: int) -> dict:
     estimator = DepthEstimator.load(Settings(model_dir=model_dir))
     data = photo_like_jpeg(WIDTH, HEIGHT)
     options = geometry.Options()
+    variants = {"ply": ("ply", options), "glb": ("glb", options), "glb_mesh": ("glb", geometry.Options(mesh=True))}
 
     def plain() -> tuple[float, dict]:
         started = time.perf_counter()
@@ -46,23 +47,26 @@ def measure(model_dir: str, repeats: int) -> dict:
         estimator.heatmap_png(result)
         return time.perf_counter() - started, result.timings
 
-    def with_points(fmt: str) -> tuple[float, dict, int]:
+    def with_points(variant: str) -> tuple[float, dict, int]:
+        fmt, chosen = variants[variant]
         started = time.perf_counter()
-        result = estimator.estimate(data, max_points=options.max_points)
+        result = estimator.estimate(data, max_points=chosen.max_points)
         estimator.heatmap_png(result)
-        body, cloud = estimator.point_cloud(result, fmt, options)
+        body, cloud = estimator.point_cloud(result, fmt, chosen)
         return time.perf_counter() - started, result.timings, len(cloud)
 
     plain()  # warm-up: first-run allocations, ORT's arena
     with_points("ply")
-    runs: dict[str, list[float]] = {"request": [], "ply": [], "glb": [], "ply_stages": [], "glb_stages": []}
+    runs: dict[str, list[float]] = {"request": []}
+    for variant in variants:
+        runs[variant], runs[f"{variant}_stages"] = [], []
     points = 0
     for _ in range(repeats):
         runs["request"].append(plain()[0])
-        for fmt in ("ply", "glb"):
-            seconds, timings, points = with_points(fmt)
-            runs[fmt].append(seconds)
-            runs[f"{fmt}_stages"].append(timings["points"] + timings["encode_points"])
+        for variant in variants:
+            seconds, timings, points = with_points(variant)
+            runs[variant].append(seconds)
+            runs[f"{variant}_stages"].append(timings["points"] + timings["encode_points"])
     ms = {name: 1000 * statistics.median(values) for name, values in runs.items()}
     return {
         "image": f"{WIDTH}x{HEIGHT}",
@@ -72,7 +76,7 @@ def measure(model_dir: str, repeats: int) -> dict:
         "request_ms": round(ms["request"], 1),
         **{
             f"{fmt}_{key}": value
-            for fmt in ("ply", "glb")
+            for fmt in variants
             for key, value in {
                 "request_ms": round(ms[fmt], 1),
                 "added_ms": round(ms[fmt] - ms["request"], 1),
@@ -100,11 +104,13 @@ def main() -> None:
         figures = measure(model_dir, args.repeats)
     print(f"{figures['image']} JPEG, {figures['points']} points (stride {figures['stride']}), {args.repeats} runs each")
     print(f"request (depth + heatmap): {figures['request_ms']:.0f} ms")
-    for fmt in ("ply", "glb"):
+    for fmt in ("ply", "glb", "glb_mesh"):
+        name = fmt.upper().replace("_", " ")
+        total, added = figures[f"{fmt}_request_ms"], figures[f"{fmt}_added_ms"]
+        stages, ratio = figures[f"{fmt}_stages_ms"], figures[f"{fmt}_added_ratio"]
         print(
-            f"with the {fmt.upper()}: {figures[f'{fmt}_request_ms']:.0f} ms; added {figures[f'{fmt}_added_ms']:.0f} ms "
-            f"(difference of medians), point stages {figures[f'{fmt}_stages_ms']:.0f} ms = "
-            f"{100 * figures[f'{fmt}_added_ratio']:.1f} % of the request"
+            f"with the {name}: {total:.0f} ms; added {added:.0f} ms (difference of medians), "
+            f"point stages {stages:.0f} ms = {100 * ratio:.1f} % of the request"
         )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -304,3 +304,58 @@ def test_extreme_intrinsics_drop_points_instead_of_writing_non_finite_ones():
     # only the overflowing points go: a wide principal point leaves the columns near it
     cloud = cloud_of((1 / depth).astype(np.float32), colors, Options(fx=1e-37, cx=0.5, scale=1.0, max_points=W * H))
     assert 0 < len(cloud) < W * H and np.isfinite(cloud.positions).all()
+
+
+# ------------------------------------------------------------------------------------------------ meshes
+
+
+def test_mesh_joins_grid_neighbours_facing_the_camera_and_leaves_the_silhouette_open():
+    depth, colors, on_sphere = synthetic_scene()
+    prediction = (1 / depth).astype(np.float32)
+    whole = cloud_of(prediction, colors, Options(fx=F, scale=1.0, max_points=W * H, mesh=True))
+    assert whole.faces.shape == (2 * (H - 1) * (W - 1), 3) and whole.faces.dtype == np.uint32
+    p = whole.positions.astype(np.float64)
+    tri = p[whole.faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    towards_camera = -tri.mean(1)  # from the triangle to the camera at the origin
+    assert ((normals * towards_camera).sum(1) > 0).all(), "every triangle is counter-clockwise seen from the camera"
+
+    # With the edge cut, no triangle joins the sphere to the plane behind it.
+    cut = cloud_of(prediction, colors, Options(fx=F, scale=1.0, max_points=W * H, mesh=True, edge_threshold=0.05))
+
+    def sphere_corners(cloud) -> np.ndarray:
+        on = np.linalg.norm(cloud.positions.astype(np.float64) - SPHERE_C, axis=1) < SPHERE_R + 1e-3
+        return on[cloud.faces]
+
+    assert not (sphere_corners(cut).any(1) & ~sphere_corners(cut).all(1)).any()
+    assert sphere_corners(cut).all(1).sum() > 0.8 * sphere_corners(whole).all(1).sum()
+    joined = sphere_corners(whole)
+    assert (joined.any(1) & ~joined.all(1)).any(), "without the cut, triangles stretch from sphere to plane"
+
+
+def test_mesh_files_read_back_with_plyfile_and_pygltflib():
+    from plyfile import PlyData
+    from pygltflib import GLTF2, TRIANGLES
+
+    depth, colors, _ = synthetic_scene()
+    mesh = cloud_of((1 / depth).astype(np.float32), colors, Options(fx=F, scale=1.0, max_points=4000, mesh=True), 4)
+    assert len(mesh) == 60 * 80 and len(mesh.faces) == 2 * 59 * 79
+
+    ply = PlyData.read(io.BytesIO(pointcloud.ply_bytes(mesh)))
+    assert ply["vertex"].count == len(mesh) and ply["face"].count == len(mesh.faces)
+    np.testing.assert_array_equal(np.stack(ply["face"]["vertex_indices"]), mesh.faces)
+    positions, colours = pointcloud.read_ply_points(pointcloud.ply_bytes(mesh))
+    np.testing.assert_array_equal(positions, mesh.positions)
+
+    data = pointcloud.glb_bytes(mesh)
+    gltf = GLTF2.load_from_bytes(data)
+    primitive = gltf.meshes[0].primitives[0]
+    assert primitive.mode == TRIANGLES and gltf.extensionsUsed == ["KHR_materials_unlit"]
+    indices = gltf.accessors[primitive.indices]
+    assert (indices.type, indices.componentType, indices.count) == ("SCALAR", 5125, mesh.faces.size)
+    assert (indices.min, indices.max) == ([0], [len(mesh) - 1])
+    view = gltf.bufferViews[indices.bufferView]
+    assert view.target == 34963 and view.byteLength == 4 * mesh.faces.size and view.byteOffset % 4 == 0
+    stored = np.frombuffer(gltf.binary_blob(), "<u4", mesh.faces.size, view.byteOffset).reshape(-1, 3)
+    np.testing.assert_array_equal(stored, mesh.faces)
+    assert gltf.buffers[0].byteLength == 16 * len(mesh) + 12 * len(mesh.faces)

@@ -216,3 +216,31 @@ def test_s3_trigger_writes_no_point_cloud_by_default(entry, lambda_context, s3, 
     s3.put_object(Bucket=input_bucket, Key=key, Body=photo)
     entry.lambda_handler(s3_event(input_bucket, key), lambda_context)
     assert list_keys(s3, output_bucket, "depth/uploads/points-none/") == [f"depth/{key}.pfm", f"depth/{key}.png"]
+
+
+def test_api_and_cli_mesh_over_the_same_points(inline_client, tmp_path, baked_model_dir, photo, expected):
+    from plyfile import PlyData
+    from pygltflib import GLTF2, TRIANGLES
+
+    body = {"image": base64.b64encode(photo).decode(), "point_cloud": "ply", "geometry": {"mesh": True}}
+    res = inline_client.post("/depth", json=body).json()
+    assert res["point_cloud"]["points"] == 320 * 240 and res["point_cloud"]["faces"] == 2 * 319 * 239
+    data = base64.b64decode(res["point_cloud_base64"])
+    same_points(pointcloud.read_ply_points(data), expected)
+    assert PlyData.read(io.BytesIO(data))["face"].count == 2 * 319 * 239
+
+    (tmp_path / "photo.jpg").write_bytes(photo)
+    done = subprocess.run(
+        [sys.executable, "-m", "handler", "predict", str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "o")]
+        + ["--glb", "--mesh", "--model-dir", str(baked_model_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    glb = (tmp_path / "o" / "photo.glb").read_bytes()
+    gltf = GLTF2.load_from_bytes(glb)
+    assert gltf.meshes[0].primitives[0].mode == TRIANGLES
+    assert gltf.accessors[gltf.meshes[0].primitives[0].indices].count == 3 * 2 * 319 * 239
+    same_points(pointcloud.read_glb_points(glb), expected, exact=False)

@@ -39,6 +39,7 @@ class PointCloudInfo(BaseModel):
     cx: float
     cy: float
     intrinsics: str = Field(description="where fx/fy came from: given, fov, exif-35mm, exif-focal-plane, default-fov")
+    faces: int | None = Field(None, description="triangles, with geometry.mesh")
 
 
 class PointCloudAsk(NamedTuple):
@@ -177,6 +178,7 @@ def _place(
             cx=cam.cx,
             cy=cam.cy,
             intrinsics=cam.source,
+            faces=None if cloud.faces is None else len(cloud.faces),
         )
     if output in ("inline", "both"):
         renderings = [body for kind, body in files.items() if kind in ("heatmap", "depth_png16")]

@@ -93,6 +93,7 @@ class GeometryRequest(BaseModel):
     edge_threshold: float | None = Field(
         None, gt=0, le=10, description="drop points whose depth jumps to a neighbour's by more than this fraction"
     )
+    mesh: bool = Field(False, description="a coloured triangle mesh over the same points instead of points alone")
 
     @model_validator(mode="after")
     def _near_before_far(self) -> GeometryRequest:
