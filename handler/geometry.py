@@ -3,11 +3,11 @@
 MiDaS predicts *relative inverse depth* ("disparity" up to an unknown scale and shift; larger = nearer), never metric
 depth. Turning it into points takes two choices this module makes explicit (docs/point-clouds.md):
 
-- **disparity → depth.** By default the map is min-max normalised to ``d`` in [0, 1] and mapped to depth between a
-  near and a far plane, linearly in *inverse* depth: ``depth = 1 / (d * (1/near - 1/far) + 1/far)``, so ``d = 1``
-  (the nearest pixel) lands on ``near`` and ``d = 0`` on ``far`` (defaults 1 and 10 scene units). Who knows the scale
-  and shift that make the raw prediction ``p`` a true inverse depth gives them instead: ``depth = 1 / (scale * p +
-  shift)``. Pixels whose depth would not be positive and finite are dropped.
+- **disparity → depth.** By default the map (the budget's grid of it) is min-max normalised to ``d`` in [0, 1]
+  and mapped to depth between a near and a far plane, linearly in *inverse* depth: ``depth = 1 / (d * (1/near -
+  1/far) + 1/far)``, so ``d = 1`` (the nearest pixel) lands on ``near`` and ``d = 0`` on ``far`` (defaults 1 and 10
+  scene units). Who knows the scale and shift that make the raw prediction ``p`` a true inverse depth gives them
+  instead: ``depth = 1 / (scale * p + shift)``. Pixels whose depth would not be positive and finite are dropped.
 - **intrinsics.** A pinhole camera: ``fx, fy, cx, cy`` in pixels, given, else from a field of view, else from the
   photo's EXIF (35 mm-equivalent focal length, or focal length with the focal-plane resolution), else a 60° horizontal
   field of view; the principal point defaults to the image centre.
