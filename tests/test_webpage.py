@@ -341,3 +341,23 @@ def test_vendored_three_modules_are_served_with_long_caching(base_url):
     script_src = next(d for d in policy.split("; ") if d.startswith("script-src "))
     assert script_src.split()[1] == "'self'" and all(s.startswith("'sha256-") for s in script_src.split()[2:])
     assert "unsafe" not in policy and "http" not in policy
+
+
+def test_3d_tab_under_a_stage_loads_its_modules_from_the_stage(page, base_url, tmp_path):
+    """Under /Prod (no trailing slash) the page's module imports must go to /Prod/vendor/..., as its API calls do."""
+    photo = tmp_path / "small.png"
+    photo.write_bytes(encode(scene(200, 150, seed=8), "PNG"))
+    modules: list[str] = []
+    page.on("request", lambda r: "/vendor/" in r.url and modules.append(r.url.removeprefix(base_url)))
+    page.goto(base_url + STAGE)
+    page.set_input_files("#file", str(photo))
+    heatmap_loaded(page)
+    with page.expect_response(lambda r: r.url == f"{base_url}{STAGE}/depth") as answer:
+        page.click("#tab3d")
+    assert answer.value.json()["point_cloud"]["points"] == 200 * 150
+    page.wait_for_function("() => document.getElementById('cloud').dataset.points === '30000'")
+    assert sorted(modules) == [
+        f"{STAGE}/vendor/three-0.179.1/{name}"
+        for name in ("OrbitControls.js", "three.core.min.js", "three.module.min.js")
+    ]
+    assert canvas_pixels(page).std() > 10
