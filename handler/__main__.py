@@ -1,8 +1,9 @@
 """CLI: ``python -m handler predict IMAGE... --out DIR [--model-dir DIR]`` (like upstream run.py).
 
 Writes ``DIR/<stem>.png`` (Inferno heatmap) and ``DIR/<stem>.pfm`` (float32 depth at the original size) for
-each image, and prints the paths it wrote; an unreadable file is reported and the rest still run. Exit code 1 if
-any image failed, 2 without a usable model or output directory.
+each image (with ``--ply`` / ``--glb`` also its coloured point cloud, ``DIR/<stem>.ply`` / ``DIR/<stem>.glb``;
+docs/point-clouds.md), and prints the paths it wrote; an unreadable file is reported and the rest still run.
+Exit code 1 if any image failed, 2 without a usable model or output directory.
 
 Inputs of one run whose stems are the same (``a.tif`` and ``a.bmp``) are named by their whole file name instead:
 ``a.tif.png``, ``a.tif.pfm`` and ``a.bmp.png``, ``a.bmp.pfm``; the same file name from two folders then gets
@@ -30,12 +31,12 @@ _NAMING = (
 )
 
 
-def output_bases(images: list[Path], png16: bool) -> dict[Path, str]:
+def output_bases(images: list[Path], png16: bool, extra: tuple[str, ...] = ()) -> dict[Path, str]:
     """Each image's output base name (see the module docstring): distinct across the run, compared without case
-    (a case-insensitive file system would merge A.png and a.png)."""
+    (a case-insensitive file system would merge A.png and a.png). ``extra``: further suffixes written (".ply")."""
     unique = list(dict.fromkeys(images))  # an image named twice is one image, written once
     stems = Counter(path.stem.casefold() for path in unique)
-    suffixes = (".png", ".pfm", ".depth.png") if png16 else (".png", ".pfm")
+    suffixes = ((".png", ".pfm", ".depth.png") if png16 else (".png", ".pfm")) + extra
     taken: set[str] = set()
     bases: dict[Path, str] = {}
     for path in unique:
@@ -47,6 +48,17 @@ def output_bases(images: list[Path], png16: bool) -> dict[Path, str]:
         taken |= files
         bases[path] = base
     return bases
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,9 +78,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     predict.add_argument("--colormap", choices=Colormap.__args__, help="heatmap colours (default inferno)")
     predict.add_argument("--png16", action="store_true", help="also write <stem>.depth.png (16-bit)")
+    points = predict.add_argument_group("point clouds (docs/point-clouds.md)")
+    points.add_argument("--ply", action="store_true", help="also write <stem>.ply (binary PLY, x y z red green blue)")
+    points.add_argument("--glb", action="store_true", help="also write <stem>.glb (glTF binary, POINTS)")
+    points.add_argument("--max-points", type=_positive(int), default=500_000, help="point budget (default 500000)")
+    points.add_argument("--near", type=_positive(float), default=1.0, help="depth of the nearest pixel (default 1)")
+    points.add_argument("--far", type=_positive(float), default=10.0, help="depth of the farthest pixel (default 10)")
+    points.add_argument(
+        "--fov", type=_positive(float), help="horizontal field of view in degrees (default: EXIF, else 60)"
+    )
+    points.add_argument(
+        "--edge-threshold", type=_positive(float), help="drop points at relative depth jumps above this"
+    )
+    points.add_argument("--mesh", action="store_true", help="write a coloured triangle mesh over the points instead")
     args = parser.parse_args(argv)
+    formats = [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
+    from handler import geometry  # deferred: --help stays instant
 
-    from handler.core import DepthEstimator  # deferred: --help stays instant
+    try:
+        options = geometry.Options(
+            max_points=args.max_points,
+            near=args.near,
+            far=args.far,
+            fov=args.fov,
+            edge_threshold=args.edge_threshold,
+            mesh=args.mesh,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    from handler.core import DepthEstimator
 
     try:
         estimator = DepthEstimator.load(Settings(model_dir=local_model_dir(args.model_dir)))
@@ -82,20 +121,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     failed = 0
-    for path, base in output_bases(args.images, args.png16).items():
+    extra = tuple(f".{fmt}" for fmt in formats)
+    for path, base in output_bases(args.images, args.png16, extra).items():
         heatmap, pfm, png16 = (args.out / f"{base}{suffix}" for suffix in (".png", ".pfm", ".depth.png"))
+        clouds = [args.out / f"{base}.{fmt}" for fmt in formats]
         try:
-            result = estimator.estimate(path.read_bytes())
+            result = estimator.estimate(path.read_bytes(), max_points=options.max_points if formats else None)
             heatmap.write_bytes(estimator.heatmap_png(result, args.colormap))
             pfm.write_bytes(estimator.depth_pfm(result))
             if args.png16:
                 png16.write_bytes(estimator.depth_png16(result))
+            for fmt, cloud in zip(formats, clouds, strict=True):
+                cloud.write_bytes(estimator.point_cloud(result, fmt, options)[0])
         except (OSError, DepthError) as exc:
             failed += 1
             reason = exc.message if isinstance(exc, DepthError) else (exc.strerror or str(exc))
             print(f"error: {path}: {reason}", file=sys.stderr)
             continue
-        written = ", ".join(str(p) for p in (heatmap, pfm, png16)[: 3 if args.png16 else 2])
+        written = ", ".join(str(p) for p in [*(heatmap, pfm, png16)[: 3 if args.png16 else 2], *clouds])
         print(f"{path} -> {written} ({result.width}x{result.height}, {1000 * result.total_seconds:.0f} ms)")
     return 1 if failed else 0
 

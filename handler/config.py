@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         frozenset(), description="key prefixes /depth may read (comma-separated); empty = UPLOAD_PREFIX"
     )
     write_raw_depth: bool = Field(False, description="S3 trigger also writes <stem>.pfm (float32 depth)")
+    write_point_cloud: Literal["none", "ply", "glb"] = Field(
+        "none", description="S3 trigger also writes the point cloud <stem>.ply or <stem>.glb (docs/point-clouds.md)"
+    )
     max_image_bytes: int = Field(25 * 1024 * 1024, gt=0, description="largest encoded image accepted")
     max_image_pixels: int = Field(50_000_000, gt=0, description="largest decoded image (width x height), S3 trigger")
     max_http_image_pixels: int = Field(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from handler import imaging, preprocess
+from handler import geometry, imaging, pointcloud, preprocess
 from handler.config import Settings
 from handler.model import DepthModel
 
@@ -20,6 +20,10 @@ class DepthResult:
 
     depth: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    # Kept only when ``estimate`` is asked for a point budget: the colour grid for points and the lens EXIF.
+    colors: np.ndarray | None = None
+    stride: int = 1
+    exif: geometry.CameraExif | None = None
 
     @property
     def height(self) -> int:
@@ -54,9 +58,10 @@ class DepthEstimator:
         """Load and verify the baked model named by ``settings`` (raises ``ModelUnavailable``)."""
         return cls(settings, DepthModel.from_settings(settings))
 
-    def estimate(self, data: bytes, *, max_pixels: int | None = None) -> DepthResult:
+    def estimate(self, data: bytes, *, max_pixels: int | None = None, max_points: int | None = None) -> DepthResult:
         """Encoded image bytes → relative inverse depth (larger = nearer) at the image's own size; ``max_pixels``
-        lowers the settings' pixel cap (the HTTP path's)."""
+        lowers the settings' pixel cap (the HTTP path's). With ``max_points`` the result also keeps what
+        :meth:`point_cloud` needs: the colours of the even grid of at most that many pixels, and the lens EXIF."""
         result = DepthResult(depth=np.empty((0, 0), np.float32))
         with result.stage("decode"):
             rgb = imaging.decode_image(
@@ -65,6 +70,11 @@ class DepthEstimator:
                 max_pixels=min(max_pixels or self.settings.max_image_pixels, self.settings.max_image_pixels),
             )
         height, width = rgb.shape[:2]
+        if max_points is not None:
+            with result.stage("points"):
+                result.stride = geometry.stride_for(height, width, max_points)
+                result.colors = geometry.sample(rgb, result.stride)
+                result.exif = imaging.camera_exif(data)
         with result.stage("preprocess"):
             net_input = preprocess.to_net_input(rgb)
         del rgb
@@ -91,3 +101,23 @@ class DepthEstimator:
         """The raw float32 depth as PFM (upstream run.py ``write_pfm``)."""
         with result.stage("encode"):
             return imaging.pfm_bytes(result.depth)
+
+    def point_cloud(
+        self, result: DepthResult, fmt: str, options: geometry.Options
+    ) -> tuple[bytes, geometry.PointCloud]:
+        """The point cloud of ``result`` (estimated with ``max_points=options.max_points``) as ``fmt``
+        ("ply" or "glb"; :mod:`handler.pointcloud`), and the points themselves."""
+        if result.colors is None:
+            raise ValueError("estimate() was not asked for points (max_points)")
+        with result.stage("points"):
+            cloud = geometry.back_project(
+                geometry.sample(result.depth, result.stride),
+                result.colors,
+                result.width,
+                result.height,
+                result.stride,
+                options,
+                result.exif,
+            )
+        with result.stage("encode_points"):
+            return pointcloud.encode(cloud, fmt), cloud

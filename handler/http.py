@@ -88,7 +88,16 @@ def error_response(exc: DepthError, path: str) -> JSONResponse:
 MAX_VALIDATION_DETAILS = 5
 _MAX_MESSAGE = 200
 _DECLARED_NAMES = frozenset(
-    {"body", "query", "path", "header", "cookie", *depth.DepthRequest.model_fields, *depth.S3Ref.model_fields}
+    {
+        "body",
+        "query",
+        "path",
+        "header",
+        "cookie",
+        *depth.DepthRequest.model_fields,
+        *depth.S3Ref.model_fields,
+        *depth.GeometryRequest.model_fields,
+    }
 )
 
 

@@ -10,6 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from handler.colormaps import PALETTES
 from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
+from handler.geometry import CameraExif, read_camera_exif
 
 # We enforce our own pixel limit (Settings.max_image_pixels) from the header, before decoding; Pillow's global
 # bomb check would otherwise warn or raise with its own, different limit.
@@ -50,6 +51,16 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
         return _to_rgb(img)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"corrupt or truncated {img.format} image: {exc}") from None
+
+
+def camera_exif(data: bytes) -> CameraExif:
+    """The lens fields of an image's EXIF (focal lengths, focal-plane resolution); empty when it has none. Reads the
+    header only: call it on bytes :func:`decode_image` accepted."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return read_camera_exif(img.getexif())
+    except Exception:  # EXIF is optional: unreadable lens data means "no lens data", never a failed request
+        return CameraExif()
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

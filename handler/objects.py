@@ -14,7 +14,7 @@ import posixpath
 import time
 from dataclasses import dataclass, field
 
-from handler import metrics, outputs
+from handler import geometry, metrics, outputs
 from handler.core import DepthEstimator
 from handler.errors import DepthError, InvalidRequest, OutputNotConfigured, S3BadGateway, S3Unavailable
 from handler.imaging import IMAGE_EXTENSIONS
@@ -98,7 +98,12 @@ def _process(
         if ".." in key.split("/"):
             raise InvalidRequest("key has '..' segments; refusing to derive an output key from it")
         stem = outputs.upload_stem(key)
-        renderings = ("heatmap", "pfm") if settings.write_raw_depth else ("heatmap",)
+        points = settings.write_point_cloud != "none"
+        renderings = (
+            "heatmap",
+            *(("pfm",) if settings.write_raw_depth else ()),
+            *((settings.write_point_cloud,) if points else ()),
+        )
         made_by = outputs.s3_metadata(
             model_sha256=estimator.model.manifest.data["onnx_sha256"], recipe=outputs.recipe(settings, renderings)
         )
@@ -110,11 +115,14 @@ def _process(
         seconds["s3_get"] = time.perf_counter() - tick
         if obj is None:
             return Outcome(bucket, key, "skipped", UNCHANGED)
-        result = estimator.estimate(obj.body)
+        options = geometry.Options()  # the documented defaults, as the CLI's and the API's
+        result = estimator.estimate(obj.body, max_points=options.max_points if points else None)
         megapixels.append(result.width * result.height / 1e6)
         files = {"heatmap": estimator.heatmap_png(result)}
         if settings.write_raw_depth:
             files["pfm"] = estimator.depth_pfm(result)
+        if points:
+            files[settings.write_point_cloud] = estimator.point_cloud(result, settings.write_point_cloud, options)[0]
         seconds.update(result.timings)
         meta = outputs.s3_metadata(source_bucket=bucket, source_key=key, source_etag=obj.etag) | made_by
         tick = time.perf_counter()

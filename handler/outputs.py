@@ -16,6 +16,8 @@ KINDS = {
     "heatmap": (".png", "image/png"),
     "depth_png16": (".depth.png", "image/png"),
     "pfm": (".pfm", "application/x-pfm"),
+    "ply": (".ply", "application/x-ply"),  # point clouds (handler.pointcloud.FORMATS)
+    "glb": (".glb", "model/gltf-binary"),
 }
 
 

@@ -23,6 +23,7 @@ import pytest
 
 from handler.config import Settings
 from handler.imaging import IMAGE_EXTENSIONS
+from handler.routes.pages import VENDOR_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -310,11 +311,23 @@ def test_http_api_access_logs_are_json_lines_in_a_log_group_with_retention(resou
     assert parameters["LogRetentionInDays"]["Default"] in parameters["LogRetentionInDays"]["AllowedValues"]
 
 
-def test_function_environment_names_are_settings_the_handler_reads(resources):
+def test_function_environment_names_are_settings_the_handler_reads(resources, parameters):
     variables = resources["DepthFunction"]["Properties"]["Environment"]["Variables"]
     ours = {name for name in variables if not name.startswith(("AWS_", "POWERTOOLS_"))}
-    assert ours == {"OUTPUT_BUCKET", "OUTPUT_PREFIX", "UPLOAD_PREFIX", "ALLOWED_INPUT_BUCKETS", "WRITE_RAW_DEPTH"}
+    assert ours == {
+        "OUTPUT_BUCKET",
+        "OUTPUT_PREFIX",
+        "UPLOAD_PREFIX",
+        "ALLOWED_INPUT_BUCKETS",
+        "WRITE_RAW_DEPTH",
+        "WRITE_POINT_CLOUD",
+    }
     assert {name.lower() for name in ours} <= set(Settings.model_fields)
+    # the parameter offers exactly the values the setting accepts, and its default is the setting's
+    accepted = set(Settings.model_fields["write_point_cloud"].annotation.__args__)
+    assert set(parameters["WritePointCloud"]["AllowedValues"]) == accepted
+    assert parameters["WritePointCloud"]["Default"] == Settings.model_fields["write_point_cloud"].default
+    assert variables["WRITE_POINT_CLOUD"] == {"Ref": "WritePointCloud"}
     # the prefix the trigger accepts and /depth may read is the one the IAM read access is scoped to
     assert variables["UPLOAD_PREFIX"] == {"Ref": "UploadPrefix"}
     assert variables["OUTPUT_PREFIX"] == {"Ref": "OutputPrefix"}
@@ -336,6 +349,7 @@ def test_http_api_routes_are_the_apps_routes(resources, entry):
         ("GET", "/docs/{asset}"),
         ("GET", "/redoc"),
         ("GET", "/redoc/{asset}"),
+        ("GET", f"{VENDOR_PATH}/{{asset}}"),  # the web page's three.js modules
         ("GET", "/openapi.json"),
         ("POST", "/predict"),
         ("POST", "/depth"),

@@ -222,3 +222,142 @@ def test_response_too_large_offers_downscale_and_retry(page, base_url, tmp_path)
     assert len(calls) == 2 and result["width"] * result["height"] <= 2_000_000
     assert heatmap_loaded(page) == {"width": result["width"], "height": result["height"]}
     assert page.is_hidden("#error")
+
+
+# ------------------------------------------------------------------------------------------------ the 3D tab
+
+
+def canvas_pixels(page) -> np.ndarray:
+    """The 3D view's canvas as RGB (its WebGL drawing buffer is preserved, so toDataURL reads what is shown)."""
+    url = page.eval_on_selector("#cloud", "c => c.toDataURL('image/png')")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), np.float32)
+
+
+def frames(page) -> int:
+    return int(page.get_attribute("#cloud", "data-frames") or 0)
+
+
+def redrawn(page, before: int) -> None:
+    page.wait_for_function(f"() => +document.getElementById('cloud').dataset.frames > {before}")
+
+
+def test_3d_tab_renders_the_point_cloud_turns_on_drag_and_resets(page, base_url, tmp_path):
+    photo = tmp_path / "garden.jpg"
+    rgb = scene(640, 480, seed=3)
+    photo.write_bytes(encode(rgb, "JPEG", quality=92))
+    page.goto(base_url + "/")
+    page.set_input_files("#file", str(photo))
+    heatmap_loaded(page)
+    assert page.is_hidden("#cloudFig") and page.is_hidden("#dlCloud") and page.is_hidden("#reset3d")
+
+    scripts: list[str] = []
+    page.on("response", lambda r: "/vendor/" in r.url and scripts.append(r.headers["content-type"]))
+    with page.expect_response(lambda r: r.url == base_url + "/depth") as answer:
+        page.click("#tab3d")
+    request = json.loads(answer.value.request.post_data)
+    assert request["point_cloud"] == "glb" and request["geometry"] == {"max_points": 150000}
+    result = answer.value.json()
+    assert result["point_cloud"]["stride"] == 2 and result["point_cloud"]["points"] == 320 * 240
+    page.wait_for_function("() => document.getElementById('cloud').dataset.points")
+    assert int(page.get_attribute("#cloud", "data-points")) == 320 * 240
+    assert scripts == ["text/javascript; charset=utf-8"] * 3  # three.module, three.core, OrbitControls
+    assert page.is_hidden("#heatmapFig") and page.is_visible("#cloudFig")
+    assert page.get_attribute("#tab3d", "aria-selected") == "true"
+    assert "76,800 points (one pixel in 2 × 2), focal length 554 px from default-fov" in page.inner_text("#cloudInfo")
+
+    first = canvas_pixels(page)
+    assert first.std() > 10, "the canvas is blank"
+    # The first view is the photo's own camera: every point lands on its pixel, so the rendering is the photo.
+    height, width = first.shape[:2]
+    assert abs(width / height - 640 / 480) < 0.01
+    expected = np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR), np.float32)
+    correlation = np.corrcoef(first.mean(2).ravel(), expected.mean(2).ravel())[0, 1]
+    assert correlation > 0.9, correlation
+
+    # Drag: the cloud turns (OrbitControls), the rendering changes.
+    box = page.locator("#cloud").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    before = frames(page)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 160, y + 50, steps=8)
+    page.mouse.up()
+    redrawn(page, before)
+    turned = canvas_pixels(page)
+    assert np.abs(turned - first).mean() > 5, "dragging did not turn the view"
+    assert turned.std() > 10
+    shoot(page, "webpage-3d.png")
+
+    # Zoom with the wheel, then reset: back to the first view.
+    before = frames(page)
+    page.mouse.wheel(0, -400)
+    redrawn(page, before)
+    before = frames(page)
+    page.click("#reset3d")
+    redrawn(page, before)
+    assert np.abs(canvas_pixels(page) - first).mean() < 1, "Reset view did not return to the photo's camera"
+
+    # Download: the GLB the API returned, named after the photo.
+    assert page.is_visible("#dlCloud") and page.get_attribute("#dlCloud", "download") == "garden-points.glb"
+    fetched = page.eval_on_selector(
+        "#dlCloud", "a => fetch(a.href).then(r => r.arrayBuffer()).then(b => [...new Uint8Array(b)])"
+    )
+    assert bytes(fetched) == base64.b64decode(result["point_cloud_base64"])
+
+    # Back to the heatmap: no new request, the canvas hidden.
+    page.click("#tabHeatmap")
+    assert page.is_visible("#heatmapFig") and page.is_hidden("#cloudFig") and page.is_hidden("#dlCloud")
+
+
+def test_vendored_three_modules_are_served_with_long_caching(base_url):
+    import hashlib
+    import re
+    import urllib.request
+
+    from handler.routes.pages import VENDOR_PATH
+
+    folder = ROOT / "handler" / "static" / "vendor" / "three"
+    digests = dict(re.findall(r"\| `([\w.]+)` \|[^|]*\| `([0-9a-f]{64})` \|", (folder / "README.md").read_text()))
+    assert set(digests) == {"three.module.min.js", "three.core.min.js", "OrbitControls.js", "LICENSE"}
+    for name, digest in digests.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    assert b"The MIT License" in (folder / "LICENSE").read_bytes()
+    assert (
+        f'"{VENDOR_PATH.rsplit(".", 1)[0].rsplit("-", 1)[1].split(".")[1]}"'.encode()
+        in (folder / "three.core.min.js").read_bytes()
+    ), "REVISION of the vendored build is not the version in the URL"
+    for name in ("three.module.min.js", "three.core.min.js", "OrbitControls.js"):
+        with urllib.request.urlopen(base_url + f"{VENDOR_PATH}/{name}") as response:
+            assert response.read() == (folder / name).read_bytes()
+            assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+            assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(base_url + f"{VENDOR_PATH}/README.md")
+    assert missing.value.code == 404
+    missing.value.close()
+    # the page's policy lets it load its own modules, and nothing from elsewhere
+    with urllib.request.urlopen(base_url + "/") as response:
+        policy = response.headers["content-security-policy"]
+    script_src = next(d for d in policy.split("; ") if d.startswith("script-src "))
+    assert script_src.split()[1] == "'self'" and all(s.startswith("'sha256-") for s in script_src.split()[2:])
+    assert "unsafe" not in policy and "http" not in policy
+
+
+def test_3d_tab_under_a_stage_loads_its_modules_from_the_stage(page, base_url, tmp_path):
+    """Under /Prod (no trailing slash) the page's module imports must go to /Prod/vendor/..., as its API calls do."""
+    photo = tmp_path / "small.png"
+    photo.write_bytes(encode(scene(200, 150, seed=8), "PNG"))
+    modules: list[str] = []
+    page.on("request", lambda r: "/vendor/" in r.url and modules.append(r.url.removeprefix(base_url)))
+    page.goto(base_url + STAGE)
+    page.set_input_files("#file", str(photo))
+    heatmap_loaded(page)
+    with page.expect_response(lambda r: r.url == f"{base_url}{STAGE}/depth") as answer:
+        page.click("#tab3d")
+    assert answer.value.json()["point_cloud"]["points"] == 200 * 150
+    page.wait_for_function("() => document.getElementById('cloud').dataset.points === '30000'")
+    assert sorted(modules) == [
+        f"{STAGE}/vendor/three-0.179.1/{name}"
+        for name in ("OrbitControls.js", "three.core.min.js", "three.module.min.js")
+    ]
+    assert canvas_pixels(page).std() > 10

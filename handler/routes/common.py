@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from fastapi import Request
 from pydantic import BaseModel, Field
 
-from handler import outputs
+from handler import geometry, outputs
 from handler.config import LAMBDA_MAX_RESPONSE_BYTES
 from handler.core import DepthEstimator, DepthResult
 from handler.errors import PayloadTooLarge, TooManyPixels
@@ -30,6 +30,25 @@ class S3Location(BaseModel):
     url: str = Field(description="presigned GET URL")
 
 
+class PointCloudInfo(BaseModel):
+    format: Literal["ply", "glb"]
+    points: int
+    stride: int = Field(description="every stride-th pixel in both directions")
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    intrinsics: str = Field(description="where fx/fy came from: given, fov, exif-35mm, exif-focal-plane, default-fov")
+    faces: int | None = Field(None, description="triangles, with geometry.mesh")
+
+
+class PointCloudAsk(NamedTuple):
+    """A request's point cloud: the format and how to make it."""
+
+    format: str
+    options: geometry.Options
+
+
 class DepthResponse(BaseModel):
     status: Literal["success"] = "success"
     model_version: str
@@ -43,6 +62,11 @@ class DepthResponse(BaseModel):
     depth_png16_base64: str | None = None
     heatmap_s3: S3Location | None = None
     depth_s3: S3Location | None = None
+    point_cloud: PointCloudInfo | None = Field(None, description="what the point cloud holds (when asked for)")
+    point_cloud_base64: str | None = Field(
+        None, description="the PLY or GLB file (inline, when it fits in the response beside the renderings)"
+    )
+    point_cloud_s3: S3Location | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -82,6 +106,10 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def fits_response(*payloads: bytes) -> bool:
+    return sum(4 * ((len(p) + 2) // 3) for p in payloads) <= _RESPONSE_BUDGET
+
+
 def check_response_budget(*payloads: bytes) -> None:
     size = sum(4 * ((len(p) + 2) // 3) for p in payloads)
     if size > _RESPONSE_BUDGET:
@@ -94,10 +122,10 @@ def check_response_budget(*payloads: bytes) -> None:
 # ------------------------------------------------------------------------------------------------ the work
 
 
-def estimate_http(estimator: DepthEstimator, data: bytes) -> DepthResult:
+def estimate_http(estimator: DepthEstimator, data: bytes, max_points: int | None = None) -> DepthResult:
     """The core's estimate under the HTTP path's pixel cap (lower than the S3 trigger's, which has more time)."""
     try:
-        return estimator.estimate(data, max_pixels=estimator.settings.http_max_pixels)
+        return estimator.estimate(data, max_pixels=estimator.settings.http_max_pixels, max_points=max_points)
     except TooManyPixels as exc:
         if estimator.settings.http_max_pixels < estimator.settings.max_image_pixels:
             raise TooManyPixels(
@@ -126,27 +154,57 @@ def _place(
     output: str,
     colormap: str,
     with_depth: bool,
+    points: PointCloudAsk | None = None,
 ) -> dict[str, Any]:
-    """Render and put the result where it was asked for; returns the fields of a DepthResponse."""
+    """Render and put the result where it was asked for; returns the fields of a DepthResponse.
+
+    A point cloud goes inline when it fits in the response beside the renderings: output "inline" refuses one that
+    does not (413), output "both" leaves it in S3 only."""
     settings = estimator.settings
     heatmap = estimator.heatmap_png(result, colormap)
     files = {"heatmap": heatmap}
     if with_depth:
         files["depth_png16"] = estimator.depth_png16(result)
     fields: dict[str, Any] = {}
+    if points is not None:
+        files[points.format], cloud = estimator.point_cloud(result, points.format, points.options)
+        cam = cloud.intrinsics
+        fields["point_cloud"] = PointCloudInfo(
+            format=points.format,
+            points=len(cloud),
+            stride=cloud.stride,
+            fx=round(cam.fx, 4),
+            fy=round(cam.fy, 4),
+            cx=cam.cx,
+            cy=cam.cy,
+            intrinsics=cam.source,
+            faces=None if cloud.faces is None else len(cloud.faces),
+        )
     if output in ("inline", "both"):
-        check_response_budget(*files.values())
+        renderings = [body for kind, body in files.items() if kind in ("heatmap", "depth_png16")]
+        check_response_budget(*renderings)
         fields["heatmap_png_base64"] = base64.b64encode(heatmap).decode()
         if with_depth:
             fields["depth_png16_base64"] = base64.b64encode(files["depth_png16"]).decode()
+        if points is not None:
+            if fits_response(*renderings, files[points.format]):
+                fields["point_cloud_base64"] = base64.b64encode(files[points.format]).decode()
+            elif output == "inline":
+                raise PayloadTooLarge(
+                    f"the point cloud ({fields['point_cloud'].points} points) does not fit in Lambda's 6 MB response "
+                    'beside the heatmap; ask for fewer ("geometry": {"max_points": ...}) or for output "s3"'
+                )
     if output in ("s3", "both"):
         stem = f"api/{hashlib.sha256(data).hexdigest()[:32]}-{colormap}"
+        if points is not None:  # other geometry, other points: a key of their own (the same options, the same key)
+            stem += "-" + hashlib.sha256(repr(points.options).encode()).hexdigest()[:12]
         meta = outputs.s3_metadata(**source, model_sha256=estimator.model.manifest.data["onnx_sha256"])
         keys = outputs.write_outputs(store, settings, stem, files, meta)
         bucket = settings.output_bucket
+        names = {"heatmap": "heatmap_s3", "depth_png16": "depth_s3", "ply": "point_cloud_s3", "glb": "point_cloud_s3"}
         for kind, key in keys.items():
             url = store.presign(bucket, key, settings.presigned_url_ttl)
-            fields["heatmap_s3" if kind == "heatmap" else "depth_s3"] = S3Location(bucket=bucket, key=key, url=url)
+            fields[names[kind]] = S3Location(bucket=bucket, key=key, url=url)
         fields["depth_map_url"] = fields["heatmap_s3"].url
     return fields
 
@@ -159,10 +217,11 @@ def estimate(
     output: str,
     colormap: str,
     with_depth: bool,
+    points: PointCloudAsk | None = None,
 ) -> DepthResponse:
     """Image bytes → depth → renderings placed inline and/or in S3 (blocking: call it in the thread pool)."""
-    result = estimate_http(estimator, data)
-    fields = _place(estimator, store, result, data, source, output, colormap, with_depth)
+    result = estimate_http(estimator, data, points.options.max_points if points else None)
+    fields = _place(estimator, store, result, data, source, output, colormap, with_depth, points)
     return DepthResponse(
         model_version=estimator.model.version,
         width=result.width,

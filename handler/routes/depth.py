@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import from_json
 
+from handler import geometry
 from handler.config import Colormap, Settings
 from handler.errors import (
     BucketNotAllowed,
@@ -27,6 +28,7 @@ from handler.errors import (
 from handler.routes.common import (
     ERRORS,
     DepthResponse,
+    PointCloudAsk,
     check_response_budget,
     estimate,
     estimate_http,
@@ -36,6 +38,10 @@ from handler.routes.common import (
 )
 from handler.routes.deps import Estimator, Store
 
+# Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside a
+# heatmap within Lambda's 6 MB response (200 000 points: 3 MB PLY, 3.2 MB GLB); more always goes to S3.
+INLINE_MAX_POINTS = 200_000
+MAX_POINTS = 2_000_000
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
 _DATA_URL = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*),", re.IGNORECASE)
 
@@ -61,6 +67,46 @@ class S3Ref(BaseModel):
         return key
 
 
+class GeometryRequest(BaseModel):
+    """How the point cloud is made (docs/point-clouds.md); every field optional, defaults as documented."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_points: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_POINTS,
+        description=f"point budget, by an even pixel stride (default {geometry.DEFAULT_MAX_POINTS}, "
+        f"{INLINE_MAX_POINTS} when the cloud is returned inline only)",
+    )
+    near: float = Field(geometry.DEFAULT_NEAR, ge=1e-6, le=1e6, description="depth of the nearest pixel (scene units)")
+    far: float = Field(geometry.DEFAULT_FAR, ge=1e-6, le=1e6, description="depth of the farthest pixel (scene units)")
+    scale: float | None = Field(
+        None, ge=-1e6, le=1e6, description="instead of near/far: depth = 1 / (scale * prediction + shift)"
+    )
+    shift: float = Field(0.0, ge=-1e6, le=1e6, description="see scale")
+    fov: float | None = Field(None, gt=0, lt=180, description="horizontal field of view in degrees")
+    fx: float | None = Field(None, ge=1e-3, le=1e7, description="focal length in pixels (x)")
+    fy: float | None = Field(None, ge=1e-3, le=1e7, description="focal length in pixels (y; default fx)")
+    cx: float | None = Field(None, ge=-1e7, le=1e7, description="principal point x (default: image centre)")
+    cy: float | None = Field(None, ge=-1e7, le=1e7, description="principal point y (default: image centre)")
+    edge_threshold: float | None = Field(
+        None, gt=0, le=10, description="drop points whose depth jumps to a neighbour's by more than this fraction"
+    )
+    mesh: bool = Field(False, description="a coloured triangle mesh over the same points instead of points alone")
+
+    @model_validator(mode="after")
+    def _near_before_far(self) -> GeometryRequest:
+        if self.near >= self.far:
+            raise ValueError("near must be less than far")
+        return self
+
+    def options(self, inline_only: bool) -> geometry.Options:
+        default = INLINE_MAX_POINTS if inline_only else geometry.DEFAULT_MAX_POINTS
+        fields = self.model_dump(exclude={"max_points"})
+        return geometry.Options(max_points=self.max_points or default, **fields)
+
+
 class DepthRequest(BaseModel):
     """JSON body of POST /depth: exactly one of ``image`` or ``s3``."""
 
@@ -76,6 +122,10 @@ class DepthRequest(BaseModel):
     )
     include_depth: bool = Field(False, description="also return the depth as a 16-bit PNG")
     colormap: Colormap | None = Field(None, description="heatmap colours (default from configuration: inferno)")
+    point_cloud: Literal["ply", "glb"] | None = Field(
+        None, description="also return the coloured point cloud as binary PLY or glTF binary (docs/point-clouds.md)"
+    )
+    geometry: GeometryRequest | None = Field(None, description="how the point cloud is made (with point_cloud)")
 
     @field_validator("s3", mode="before")
     @classmethod
@@ -91,6 +141,8 @@ class DepthRequest(BaseModel):
     def _exactly_one_source(self) -> DepthRequest:
         if (self.image is None) == (self.s3 is None):
             raise ValueError("give exactly one of 'image' (base64) or 's3' (object reference)")
+        if self.geometry is not None and self.point_cloud is None:
+            raise ValueError("'geometry' needs 'point_cloud' (\"ply\" or \"glb\")")
         return self
 
 
@@ -115,6 +167,8 @@ def parse_depth_request(body: bytes) -> DepthRequest:
     refuse_unknown_keys(value, DepthRequest, "body")
     if isinstance(value.get("s3"), dict):
         refuse_unknown_keys(value["s3"], S3Ref, "s3")
+    if isinstance(value.get("geometry"), dict):
+        refuse_unknown_keys(value["geometry"], GeometryRequest, "geometry")
     try:
         return DepthRequest.model_validate(value)
     except ValidationError as exc:
@@ -219,4 +273,7 @@ async def depth(request: Request, estimator: Estimator, store: Store, colormap: 
     else:
         data, source = decode_base64_image(req.image or ""), {"source": "base64"}
     cmap = req.colormap or colormap or settings.default_colormap
-    return await run_in_threadpool(estimate, estimator, store, data, source, output, cmap, req.include_depth)
+    points = None
+    if req.point_cloud is not None:
+        points = PointCloudAsk(req.point_cloud, (req.geometry or GeometryRequest()).options(output == "inline"))
+    return await run_in_threadpool(estimate, estimator, store, data, source, output, cmap, req.include_depth, points)

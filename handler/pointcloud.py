@@ -1,0 +1,166 @@
+"""Point-cloud files in pure NumPy + struct: binary PLY (MeshLab, CloudCompare, Blender, Open3D) and glTF binary.
+
+- PLY: ``binary_little_endian 1.0``, one ``vertex`` element with ``float x, y, z`` and ``uchar red, green, blue``
+  (15 bytes a point); for a mesh also a ``face`` element, ``list uchar int vertex_indices`` (13 bytes a triangle).
+- GLB: glTF 2.0, one mesh primitive in POINTS mode (``mode`` 0) with ``POSITION`` (float32 VEC3, with the min/max
+  glTF requires) and ``COLOR_0`` (normalized unsigned byte VEC4, alpha 255: vertex attributes must be 4-byte
+  aligned, so VEC3 bytes would need padding anyway), 16 bytes a point; a mesh is the same primitive in TRIANGLES
+  mode (4) with unsigned int indices (12 bytes a triangle). Chunks padded to 4 bytes (JSON with spaces, BIN with
+  zeros) as the format requires.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+from handler.geometry import PointCloud
+
+FORMATS = {"ply": (".ply", "application/x-ply"), "glb": (".glb", "model/gltf-binary")}
+BYTES_PER_POINT = {"ply": 15, "glb": 16}
+
+_PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+_GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # "glTF"
+_CHUNK_JSON, _CHUNK_BIN = 0x4E4F534A, 0x004E4942  # "JSON", "BIN\0"
+_FLOAT, _UNSIGNED_BYTE, _UNSIGNED_INT = 5126, 5121, 5125
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+_POINTS, _TRIANGLES = 0, 4
+_PLY_FACE = np.dtype([("n", "u1"), ("vertex_indices", "<i4", (3,))])
+
+
+def encode(cloud: PointCloud, fmt: str) -> bytes:
+    """``cloud`` as ``fmt`` ("ply" or "glb")."""
+    if fmt == "ply":
+        return ply_bytes(cloud)
+    if fmt == "glb":
+        return glb_bytes(cloud)
+    raise ValueError(f"unknown point-cloud format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def ply_bytes(
+    cloud: PointCloud, comment: str = "MiDaS_small relative depth; units are scene units, not metres"
+) -> bytes:
+    n = len(cloud)
+    vertices = np.empty(n, _PLY_VERTEX)
+    vertices["x"], vertices["y"], vertices["z"] = cloud.positions.T
+    vertices["red"], vertices["green"], vertices["blue"] = cloud.colors.T
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"comment {comment}\n"
+        f"element vertex {n}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+    )
+    body = vertices.tobytes()
+    if cloud.faces is not None:
+        faces = np.empty(len(cloud.faces), _PLY_FACE)
+        faces["n"] = 3
+        faces["vertex_indices"] = cloud.faces
+        header += f"element face {len(faces)}\nproperty list uchar int vertex_indices\n"
+        body += faces.tobytes()
+    return (header + "end_header\n").encode("ascii") + body
+
+
+def _pad(data: bytes, fill: bytes) -> bytes:
+    return data + fill * (-len(data) % 4)
+
+
+def glb_bytes(cloud: PointCloud) -> bytes:
+    n = len(cloud)
+    positions = np.ascontiguousarray(cloud.positions, dtype="<f4")
+    colors = np.empty((n, 4), np.uint8)
+    colors[:, :3] = cloud.colors
+    colors[:, 3] = 255
+    pos_bytes, col_bytes = positions.tobytes(), colors.tobytes()  # both multiples of 4 bytes
+    index_bytes = b"" if cloud.faces is None else np.ascontiguousarray(cloud.faces, dtype="<u4").tobytes()
+    binary = pos_bytes + col_bytes + index_bytes
+    lo = positions.min(axis=0).tolist() if n else [0.0, 0.0, 0.0]
+    hi = positions.max(axis=0).tolist() if n else [0.0, 0.0, 0.0]
+    primitive = {"attributes": {"POSITION": 0, "COLOR_0": 1}, "mode": _POINTS}
+    gltf = {
+        "asset": {"version": "2.0", "generator": "midas-lambda handler.pointcloud"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": "point cloud"}],
+        "meshes": [{"primitives": [primitive]}],
+        "buffers": [{"byteLength": len(binary)}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": len(pos_bytes), "target": _ARRAY_BUFFER},
+            {"buffer": 0, "byteOffset": len(pos_bytes), "byteLength": len(col_bytes), "target": _ARRAY_BUFFER},
+        ],
+        "accessors": [
+            {"bufferView": 0, "componentType": _FLOAT, "count": n, "type": "VEC3", "min": lo, "max": hi},
+            {"bufferView": 1, "componentType": _UNSIGNED_BYTE, "normalized": True, "count": n, "type": "VEC4"},
+        ],
+    }
+    if cloud.faces is not None:
+        # the photo's colours as they are: unlit (no normals, no lights needed), not a metal ball
+        primitive.update(mode=_TRIANGLES, indices=2, material=0)
+        gltf["nodes"][0]["name"] = "mesh"
+        gltf["materials"] = [
+            {
+                "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
+                "doubleSided": True,
+                "extensions": {"KHR_materials_unlit": {}},
+            }
+        ]
+        gltf["extensionsUsed"] = ["KHR_materials_unlit"]
+        gltf["bufferViews"].append(
+            {
+                "buffer": 0,
+                "byteOffset": len(pos_bytes) + len(col_bytes),
+                "byteLength": len(index_bytes),
+                "target": _ELEMENT_ARRAY_BUFFER,
+            }
+        )
+        count = int(cloud.faces.size)
+        bounds = [int(cloud.faces.min()), int(cloud.faces.max())] if count else [0, 0]
+        gltf["accessors"].append(
+            {
+                "bufferView": 2,
+                "componentType": _UNSIGNED_INT,
+                "count": count,
+                "type": "SCALAR",
+                "min": bounds[:1],
+                "max": bounds[1:],
+            }
+        )
+    json_chunk = _pad(json.dumps(gltf, separators=(",", ":")).encode(), b" ")
+    bin_chunk = _pad(binary, b"\0")
+    total = 12 + 8 + len(json_chunk) + 8 + len(bin_chunk)
+    return b"".join(
+        [
+            struct.pack("<III", _GLB_MAGIC, _GLB_VERSION, total),
+            struct.pack("<II", len(json_chunk), _CHUNK_JSON),
+            json_chunk,
+            struct.pack("<II", len(bin_chunk), _CHUNK_BIN),
+            bin_chunk,
+        ]
+    )
+
+
+def read_glb_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`glb_bytes` for clients and tests: (positions float32 (N, 3), colours uint8 (N, 3))."""
+    magic, _, total = struct.unpack_from("<III", data)
+    if magic != _GLB_MAGIC or total != len(data):
+        raise ValueError("not a GLB file")
+    json_length, _ = struct.unpack_from("<II", data, 12)
+    gltf = json.loads(data[20 : 20 + json_length])
+    binary = data[20 + json_length + 8 :]
+    views, accessors = gltf["bufferViews"], gltf["accessors"]
+    pos, col = accessors[0], accessors[1]
+    pos_view, col_view = views[pos["bufferView"]], views[col["bufferView"]]
+    positions = np.frombuffer(binary, "<f4", pos["count"] * 3, pos_view["byteOffset"]).reshape(-1, 3)
+    colors = np.frombuffer(binary, np.uint8, col["count"] * 4, col_view["byteOffset"]).reshape(-1, 4)[:, :3]
+    return positions.copy(), colors.copy()
+
+
+def read_ply_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`ply_bytes` (this layout only): (positions float32 (N, 3), colours uint8 (N, 3))."""
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    count = int(data[: data.index(b"\nproperty")].rsplit(b"element vertex ", 1)[1])
+    vertices = np.frombuffer(data, _PLY_VERTEX, count=count, offset=end)
+    positions = np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=1)
+    return positions, np.stack([vertices["red"], vertices["green"], vertices["blue"]], axis=1)
