@@ -23,6 +23,8 @@ MAX_RESULT_STRING = 300
 def handle_batch_event(event: dict, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent
 
+    if not isinstance(event.get("tasks"), list) or not isinstance(event.get("invocationId"), str):
+        raise ValueError("malformed S3 Batch Operations event: 'tasks' must be a list and 'invocationId' a string")
     batch = S3BatchOperationEvent(event)
     results = [_result(task, estimator, store) for task in batch.tasks]
     return {

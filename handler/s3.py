@@ -49,8 +49,10 @@ def process_record(record: Any, estimator: DepthEstimator, store: S3Store) -> Ou
 
 
 def process_eventbridge(event: dict, estimator: DepthEstimator, store: S3Store) -> list[Outcome]:
-    """An S3 event delivered by EventBridge (``detail-type`` "Object Created") → ``process_object``. Its key is
-    not encoded; other detail types (deleted, restored, ...) are skipped."""
+    """An S3 event delivered by EventBridge (``detail-type`` "Object Created") → ``process_object``; other detail
+    types (deleted, restored, ...) are skipped. The key is read as a notification's (``unquote_plus``, as Powertools'
+    ``S3EventBridgeNotificationObject.key`` does); should that name no object while the key as sent does (a sender
+    that does not encode, and a key with ``+`` or ``%``), the key as sent is used."""
     detail = event.get("detail")
     try:
         bucket, key, etag = detail["bucket"]["name"], detail["object"]["key"], detail["object"].get("etag")
@@ -61,7 +63,11 @@ def process_eventbridge(event: dict, estimator: DepthEstimator, store: S3Store) 
         return [Outcome("", "", "failed", "malformed_record: no string detail.bucket.name or detail.object.key")]
     if event.get("detail-type") != "Object Created":
         return [Outcome(bucket, key, "skipped", f"not an upload (detail-type is {event.get('detail-type')!r})")]
-    return [process_object(bucket, key, estimator, store, etag=etag if isinstance(etag, str) else None)]
+    etag = etag if isinstance(etag, str) else None
+    outcome = process_object(bucket, unquote_plus(key), estimator, store, etag=etag)
+    if unquote_plus(key) != key and outcome.reason.startswith("s3_object_not_found"):
+        outcome = process_object(bucket, key, estimator, store, etag=etag)
+    return [outcome]
 
 
 def _process_guarded(record: Any, estimator: DepthEstimator, store: S3Store) -> Outcome:
@@ -118,16 +124,17 @@ def handle_sqs_event(event: dict, estimator: DepthEstimator, store: S3Store) -> 
 
     failures = []
     for message in SQSEvent(event).records:
+        message_id = message.raw_event.get("messageId") if isinstance(message.raw_event, dict) else None
         try:
             reason = _message_failure(message.body, estimator, store)
         except Exception as exc:
             reason = f"internal_error: {type(exc).__name__}: {exc}"
-            logger.exception("SQS message failed", extra={"message_id": message.message_id, "reason": reason})
+            logger.exception("SQS message failed", extra={"message_id": message_id, "reason": reason})
         else:
             if reason:
-                logger.error("SQS message failed", extra={"message_id": message.message_id, "reason": reason})
-        if reason:
-            failures.append({"itemIdentifier": message.message_id})
+                logger.error("SQS message failed", extra={"message_id": message_id, "reason": reason})
+        if reason:  # a message without an id cannot be named: Lambda then retries the whole batch
+            failures.append({"itemIdentifier": message_id or ""})
     return {"batchItemFailures": failures}
 
 

@@ -112,6 +112,13 @@ def test_a_malformed_task_fails_alone(entry, lambda_context, s3, input_bucket):
     assert codes == ["PermanentFailure", "Succeeded"]
 
 
+@pytest.mark.parametrize("spoil", [{"tasks": None}, {"tasks": "abc"}, {"invocationId": None}])
+def test_a_malformed_job_event_fails_the_invocation_by_name(entry, lambda_context, input_bucket, spoil):
+    event = batch_event("1.0", input_bucket, ["uploads/a.jpg"]) | spoil
+    with pytest.raises(ValueError, match="malformed S3 Batch Operations event: 'tasks' must be a list"):
+        entry.lambda_handler(event, lambda_context)
+
+
 def test_a_1000_object_prefix_is_backfilled_once_with_a_report_per_task(
     entry, lambda_context, s3, input_bucket, output_bucket, tmp_path
 ):

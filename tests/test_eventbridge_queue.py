@@ -12,6 +12,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import pytest
 import yaml
@@ -200,9 +201,12 @@ def eventbridge_event(bucket: str, key: str, detail_type: str = "Object Created"
 
 
 def test_eventbridge_events_straight_to_the_entry(entry, lambda_context, s3, input_bucket, output_bucket):
-    key = f"uploads/eb-{uuid.uuid4().hex[:6]}/a b+c.Jpg"  # EventBridge does not encode keys
+    key = f"uploads/eb-{uuid.uuid4().hex[:6]}/a b+c é.Jpg"
     s3.put_object(Bucket=input_bucket, Key=key, Body=TINY)
-    written = entry.lambda_handler(eventbridge_event(input_bucket, key), lambda_context)["written"]
+    encoded = entry.lambda_handler(eventbridge_event(input_bucket, quote_plus(key, safe="/")), lambda_context)
+    assert [w["heatmap"] for w in encoded["written"]] == [f"depth/{key}.png"]  # form-encoded, as S3 notifications
+    s3.delete_object(Bucket=output_bucket, Key=f"depth/{key}.png")
+    written = entry.lambda_handler(eventbridge_event(input_bucket, key), lambda_context)["written"]  # as moto sends
     assert [w["heatmap"] for w in written] == [f"depth/{key}.png"]
     etag = s3.head_object(Bucket=input_bucket, Key=key)["ETag"].strip('"')
     again = eventbridge_event(input_bucket, key)

@@ -105,6 +105,18 @@ def test_bad_query_parameter_is_not_echoed(entry, lambda_context):
     assert bounded(answer, 422, "validation_error")["detail"][0]["loc"] == ["query", "colormap"]
 
 
+def test_an_odd_content_type_is_named_only_in_part(entry, lambda_context):
+    content_type = "text/" + MARKER * 100
+    answer = call(entry.lambda_handler, lambda_context, "v2", "POST", "/depth", b"x", content_type)
+    reply = assert_clean_error(answer, 415, "unsupported_media_type")
+    assert len(reply["message"]) < 120 and reply["message"].endswith("...")
+    data_url = {"image": "data:text/" + MARKER * 100 + ";base64,aGk="}
+    answer = call(
+        entry.lambda_handler, lambda_context, "v2", "POST", "/depth", json.dumps(data_url), "application/json"
+    )
+    assert len(assert_clean_error(answer, 415, "unsupported_media_type")["message"]) < 120
+
+
 def test_multipart_with_many_fields_is_refused_briefly(entry, lambda_context):
     fields = [(f"{MARKER}{i}", None, b"x") for i in range(20_000)] + [("image", "a.jpg", JPEG)]
     body, content_type = multipart(fields)

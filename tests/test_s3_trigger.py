@@ -100,6 +100,14 @@ def test_sqs_wrapped_notifications_report_per_message(entry, lambda_context, s3,
     assert "depth/uploads/sqs-broken.jpg.png" not in list_keys(s3, output_bucket, "depth/uploads/sqs-")
 
 
+def test_an_sqs_record_without_a_message_id_does_not_fail_the_others(entry, lambda_context):
+    template = load_event("sqs-receive.json")["Records"][0]
+    nameless = {k: v for k, v in copy.deepcopy(template).items() if k != "messageId"} | {"body": "{oops"}
+    test_event = {**copy.deepcopy(template), "messageId": "test", "body": json.dumps({"Event": "s3:TestEvent"})}
+    result = entry.lambda_handler({"Records": [nameless, test_event]}, lambda_context)
+    assert result == {"batchItemFailures": [{"itemIdentifier": ""}]}  # Lambda retries the batch: nothing is lost
+
+
 def s3_event(bucket: str, *keys: str, event_name: str = "ObjectCreated:Put") -> dict:
     """The committed `sam local generate-event s3 put` payload, retargeted (keys encoded as AWS does)."""
     template = load_event("s3-put.json")["Records"][0]

@@ -82,6 +82,12 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 403, 404, 413, 415, 4
 # ------------------------------------------------------------------------------------------------ request bodies
 
 
+def shown(value: str, limit: int = 50) -> str:
+    """A caller's value as an error message may show it: printable ASCII only, at most ``limit`` characters."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def refuse_declared_length(request: Request, limit: int, what: str, stated_limit: int | None = None) -> None:
     """413 before reading anything when the Content-Length header already exceeds ``limit``."""
     declared = request.headers.get("content-length")

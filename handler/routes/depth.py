@@ -35,6 +35,7 @@ from handler.routes.common import (
     log_result,
     media_type,
     read_body,
+    shown,
 )
 from handler.routes.deps import Estimator, Store
 
@@ -194,7 +195,7 @@ def decode_base64_image(text: str) -> bytes:
     if match:
         media = match["type"].lower()
         if not media.startswith("image/"):
-            raise UnsupportedMediaType(f"data: URL has type {media or 'text/plain'}; expected image/*")
+            raise UnsupportedMediaType(f"data: URL has type {shown(media or 'text/plain')}; expected image/*")
         if ";base64" not in match["params"].lower():
             raise InvalidBase64("data: URL must be base64-encoded (data:image/...;base64,...)")
         text = text[match.end() :]
@@ -258,9 +259,8 @@ async def depth(request: Request, estimator: Estimator, store: Store, colormap: 
             },
         )
     if kind != "application/json":
-        raise UnsupportedMediaType(
-            f"POST /depth accepts application/json or image/*, not {kind or 'a body without Content-Type'}"
-        )
+        given = shown(kind) if kind else "a body without Content-Type"
+        raise UnsupportedMediaType(f"POST /depth accepts application/json or image/*, not {given}")
     body = await read_body(request, settings.max_json_bytes, "JSON body")
     req = parse_depth_request(body)
     output = req.output or ("both" if settings.output_bucket else "inline")
