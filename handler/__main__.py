@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     points = predict.add_argument_group("point clouds (docs/point-clouds.md)")
     points.add_argument("--ply", action="store_true", help="also write <stem>.ply (binary PLY, x y z red green blue)")
     points.add_argument("--glb", action="store_true", help="also write <stem>.glb (glTF binary, POINTS)")
-    points.add_argument("--max-points", type=_positive(int), default=500_000, help="point budget (default 500000)")
-    points.add_argument("--near", type=_positive(float), default=1.0, help="depth of the nearest pixel (default 1)")
-    points.add_argument("--far", type=_positive(float), default=10.0, help="depth of the farthest pixel (default 10)")
+    # no defaults here: what is not given takes geometry.Options' (imported only when a command runs)
+    points.add_argument("--max-points", type=_positive(int), help="point budget (default 500000)")
+    points.add_argument("--near", type=_positive(float), help="depth of the nearest pixel (default 1)")
+    points.add_argument("--far", type=_positive(float), help="depth of the farthest pixel (default 10)")
     points.add_argument(
         "--fov", type=_positive(float), help="horizontal field of view in degrees (default: EXIF, else 60)"
     )
@@ -96,14 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     from handler import geometry  # deferred: --help stays instant
 
     try:
-        options = geometry.Options(
-            max_points=args.max_points,
-            near=args.near,
-            far=args.far,
-            fov=args.fov,
-            edge_threshold=args.edge_threshold,
-            mesh=args.mesh,
-        )
+        given = {name: getattr(args, name) for name in ("max_points", "near", "far", "fov", "edge_threshold")}
+        options = geometry.Options(mesh=args.mesh, **{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:
         parser.error(str(exc))
 

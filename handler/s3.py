@@ -63,9 +63,9 @@ def process_eventbridge(event: dict, estimator: DepthEstimator, store: S3Store) 
         return [Outcome("", "", "failed", "malformed_record: no string detail.bucket.name or detail.object.key")]
     if event.get("detail-type") != "Object Created":
         return [Outcome(bucket, key, "skipped", f"not an upload (detail-type is {event.get('detail-type')!r})")]
-    etag = etag if isinstance(etag, str) else None
-    outcome = process_object(bucket, unquote_plus(key), estimator, store, etag=etag)
-    if unquote_plus(key) != key and outcome.reason.startswith("s3_object_not_found"):
+    etag, decoded = etag if isinstance(etag, str) else None, unquote_plus(key)
+    outcome = process_object(bucket, decoded, estimator, store, etag=etag)
+    if decoded != key and outcome.reason.startswith("s3_object_not_found"):
         outcome = process_object(bucket, key, estimator, store, etag=etag)
     return [outcome]
 

@@ -112,12 +112,17 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def base64_size(*payloads: bytes) -> int:
+    """Bytes the payloads take as base64 (padded)."""
+    return sum(4 * ((len(p) + 2) // 3) for p in payloads)
+
+
 def fits_response(*payloads: bytes) -> bool:
-    return sum(4 * ((len(p) + 2) // 3) for p in payloads) <= _RESPONSE_BUDGET
+    return base64_size(*payloads) <= _RESPONSE_BUDGET
 
 
 def check_response_budget(*payloads: bytes) -> None:
-    size = sum(4 * ((len(p) + 2) // 3) for p in payloads)
+    size = base64_size(*payloads)
     if size > _RESPONSE_BUDGET:
         raise PayloadTooLarge(
             f"the result is {size} bytes as base64, over Lambda's 6 MB response limit; "
