@@ -22,6 +22,7 @@ from urllib.parse import unquote
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from handler.outputs import KINDS  # noqa: E402
+from handler.s3io import S3Store  # noqa: E402
 
 # longest first: ".depth.png" before ".png"
 SUFFIXES = sorted((suffix for suffix, _ in KINDS.values()), key=len, reverse=True)
@@ -33,28 +34,17 @@ def current_key(prefix: str, old_key: str, source_key: str) -> str | None:
     return None if suffix is None else f"{prefix}{source_key}{suffix}"
 
 
-def exists(s3, bucket: str, key: str) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
-
-
-def migrate(s3, bucket: str, prefix: str, dry_run: bool) -> dict[str, int]:
+def migrate(store: S3Store, bucket: str, prefix: str, dry_run: bool) -> dict[str, int]:
     """Move every older output under ``prefix`` of ``bucket`` to its current key (or delete it where the current
     key already holds a newer output); prints one line per object moved, deleted or left."""
+    s3 = store.client
     counts = {"moved": 0, "current": 0, "left": 0}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             key = obj["Key"]
             if key.startswith(f"{prefix}api/"):
                 continue
-            recorded = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("source-key", "")
+            recorded = (store.head(bucket, key) or {"metadata": {}})["metadata"].get("source-key", "")
             target = current_key(prefix, key, unquote(recorded)) if recorded else None
             if target is None or recorded.startswith("sha256:"):
                 print(f"left {key}: no source key recorded")
@@ -62,7 +52,8 @@ def migrate(s3, bucket: str, prefix: str, dry_run: bool) -> dict[str, int]:
             elif target == key:
                 counts["current"] += 1
             else:
-                superseded = exists(s3, bucket, target)  # the upload ran again since: keep that newer output
+                # the upload ran again since: keep that newer output
+                superseded = store.head(bucket, target) is not None
                 action = "delete superseded" if superseded else "move"
                 print(f"{'would ' if dry_run else ''}{action} {key}" + ("" if superseded else f" -> {target}"))
                 if not dry_run:
@@ -84,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="depth/", help="the function's OUTPUT_PREFIX (default depth/)")
     parser.add_argument("--dry-run", action="store_true", help="say what would move; change nothing")
     args = parser.parse_args(argv)
-    import boto3
-
-    counts = migrate(boto3.client("s3"), args.bucket, args.prefix, args.dry_run)
+    counts = migrate(S3Store(), args.bucket, args.prefix, args.dry_run)
     verb = "would rename" if args.dry_run else "renamed"
     print(f"{verb} {counts['moved']}, already current {counts['current']}, left {counts['left']}")
     return 0
