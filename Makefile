@@ -50,12 +50,18 @@ SAM := SAM_CLI_TELEMETRY=0 $(TOOLS_VENV)/bin/sam
 setup: $(TOOLS_STAMP)
 tools-venv: $(TOOLS_STAMP)
 
-$(TOOLS_STAMP):
-	rm -rf $(TOOLS_VENV)
-	$(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION) \
-	  dockerfile==$(DOCKERFILE_PARSER_VERSION)
+# A tool's own venv, made afresh with its pinned packages; the stamp (the target, $@) names the versions.
+# $(call pinned_venv,DIR,PACKAGES)
+define pinned_venv
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet $(2)
 	touch $@
+endef
+
+$(TOOLS_STAMP):
+	$(call pinned_venv,$(TOOLS_VENV),aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION) \
+	  dockerfile==$(DOCKERFILE_PARSER_VERSION))
 
 # Offline template checks (no credentials, no network): what CI runs through tests/test_template.py.
 validate: $(TOOLS_STAMP)
@@ -117,10 +123,7 @@ LOCK_FILE ?= requirements.lock
 .PHONY: lock checkov
 
 $(LOCK_STAMP):
-	rm -rf $(LOCK_VENV)
-	$(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
-	touch $@
+	$(call pinned_venv,$(LOCK_VENV),uv==$(UV_VERSION))
 
 lock: $(LOCK_STAMP)
 	$(LOCK_VENV)/bin/uv pip compile requirements.txt --universal --python-version 3.12 --generate-hashes \
@@ -135,10 +138,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download
 
 $(CHECKOV_STAMP):
-	rm -rf $(CHECKOV_VENV)
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
-	touch $@
+	$(call pinned_venv,$(CHECKOV_VENV),checkov==$(CHECKOV_VERSION))
 
 checkov: $(CHECKOV_STAMP)
 	$(CHECKOV) --framework cloudformation --file infra/template.yaml

@@ -72,17 +72,22 @@ def test_the_core_uses_every_pixel_the_exif_focal_length_and_the_near_far_defaul
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def test_cli_writes_ply_and_glb_with_the_same_points(tmp_path, baked_model_dir, photo, expected):
+def run_cli(tmp_path, photo: bytes, out, model_dir, *flags: str) -> subprocess.CompletedProcess:
+    """`python -m handler predict photo.jpg --out OUT FLAGS` on ``photo`` written to ``tmp_path``."""
     (tmp_path / "photo.jpg").write_bytes(photo)
-    out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "handler", "predict", str(tmp_path / "photo.jpg"), "--out", str(out)]
-        + ["--ply", "--glb", "--model-dir", str(baked_model_dir)],
+    return subprocess.run(
+        [sys.executable, "-m", "handler", "predict", str(tmp_path / "photo.jpg"), "--out", str(out), *flags]
+        + ["--model-dir", str(model_dir)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_cli_writes_ply_and_glb_with_the_same_points(tmp_path, baked_model_dir, photo, expected):
+    out = tmp_path / "out"
+    done = run_cli(tmp_path, photo, out, baked_model_dir, "--ply", "--glb")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["photo.glb", "photo.pfm", "photo.ply", "photo.png"]
     assert f"{out / 'photo.ply'}, {out / 'photo.glb'} (320x240" in done.stdout
@@ -229,15 +234,7 @@ def test_api_and_cli_mesh_over_the_same_points(inline_client, tmp_path, baked_mo
     same_points(pointcloud.read_ply_points(data), expected)
     assert PlyData.read(io.BytesIO(data))["face"].count == 2 * 319 * 239
 
-    (tmp_path / "photo.jpg").write_bytes(photo)
-    done = subprocess.run(
-        [sys.executable, "-m", "handler", "predict", str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "o")]
-        + ["--glb", "--mesh", "--model-dir", str(baked_model_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(tmp_path, photo, tmp_path / "o", baked_model_dir, "--glb", "--mesh")
     assert done.returncode == 0, done.stderr
     glb = (tmp_path / "o" / "photo.glb").read_bytes()
     gltf = GLTF2.load_from_bytes(glb)
