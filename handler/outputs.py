@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from handler.config import Settings
 from handler.errors import InvalidRequest
+from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
 from handler.s3io import S3Store
 
 # rendering kind → (key suffix, content type)
@@ -16,8 +17,7 @@ KINDS = {
     "heatmap": (".png", "image/png"),
     "depth_png16": (".depth.png", "image/png"),
     "pfm": (".pfm", "application/x-pfm"),
-    "ply": (".ply", "application/x-ply"),  # point clouds (handler.pointcloud.FORMATS)
-    "glb": (".glb", "model/gltf-binary"),
+    **POINT_CLOUD_FORMATS,  # "ply", "glb"
 }
 
 
