@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(API_GATEWAY_MAX_REQUEST_BYTES, gt=0, description="largest JSON request body")
     presigned_url_ttl: int = Field(3600, ge=1, le=7 * 24 * 3600, description="seconds a depth_map_url is valid")
     default_colormap: Colormap = "inferno"
-    png_compression: int = Field(1, ge=0, le=9, description="zlib level of the PNGs written (1 = fast)")
+    png_compression: int = Field(
+        1, ge=0, le=3, description="deflate level of the PNGs written (ISA-L: 0 fastest, 1 default, 3 smallest)"
+    )
     ort_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads; 0 = the CPU share (quota or Lambda memory) in whole cores"
     )

@@ -17,7 +17,7 @@ from handler.logs import logger
 estimator = runtime.wait_for_estimator()
 store = runtime.store
 app = create_app(estimator, store)
-asgi_handler = HttpEvents(app, lifespan="off")  # lifespan would run on every invocation: the model is loaded above
+asgi_handler = HttpEvents(app)
 
 ROUTES = {
     "http": asgi_handler,

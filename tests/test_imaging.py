@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import encode, scene
 from handler import imaging
+from handler.colormaps import PALETTES
 from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
 from scripts import upstream_reference as upstream
 from scripts.soak import png_claiming
@@ -129,6 +130,21 @@ def test_normalise_is_upstream_write_depth(seed):
         assert out.min() == 0 and out.max() >= (1 << (8 * bits)) - 2  # float32: upstream's max is 255 or 254
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1), (700, 500), (1031, 257)])  # one block to several, ragged end
+def test_normalise_in_blocks_is_upstream_write_depth(shape):
+    depth = np.random.default_rng(shape[0]).standard_normal(shape, dtype=np.float32) * 40 + 3
+    depth[shape[0] // 2, shape[1] // 2] = 1e4  # the extreme in a middle block: the min and max span all blocks
+    for bits in (1, 2):
+        np.testing.assert_array_equal(imaging.normalise(depth, bits), upstream.write_depth_values(depth, bits))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_in_a_late_block_is_zeroed(bad):
+    depth = np.random.default_rng(9).random((800, 400), dtype=np.float32)
+    depth[-1, -1] = bad
+    np.testing.assert_array_equal(imaging.normalise(depth, 1), upstream.write_depth_values(depth, 1))
+
+
 def test_normalise_handles_flat_and_non_finite_maps():
     assert not imaging.normalise(np.full((4, 4), 3.0, np.float32), 1).any()
     depth = np.array([[np.nan, 1.0], [np.inf, 3.0]], np.float32)
@@ -167,6 +183,39 @@ def test_16_bit_depth_png_round_trips():
     back = decode_png(imaging.depth_png16(imaging.normalise(depth, 2), 1))
     assert back.dtype == np.uint16 and back.shape == (30, 20) and back.max() == 65535 and back.min() == 0
     np.testing.assert_array_equal(back, upstream.write_depth_values(depth, 2))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (37, 53), (480, 640)])
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_pngs_decode_to_their_levels_in_opencv_and_pillow(shape, level):
+    """The Up-filtered, ISA-L-deflated PNGs: every decoder sees exactly the levels written, at every level."""
+    depth = np.random.default_rng(level).random(shape, dtype=np.float32)
+    depth[0, 0] = 0  # both extremes present, so the levels span 0..max
+    levels8, levels16 = imaging.normalise(depth, 1), imaging.normalise(depth, 2)
+    heat = imaging.heatmap_png(levels8, "inferno", level)
+    gray = imaging.heatmap_png(levels8, "gray", level)
+    deep = imaging.depth_png16(levels16, level)
+    expected = cv2.applyColorMap(levels8, cv2.COLORMAP_INFERNO)
+    np.testing.assert_array_equal(decode_png(heat, cv2.IMREAD_COLOR), expected)
+    np.testing.assert_array_equal(decode_png(gray), levels8)
+    np.testing.assert_array_equal(decode_png(deep), levels16)
+    with Image.open(io.BytesIO(heat)) as img:
+        assert img.mode == "P" and img.size == shape[::-1]
+        np.testing.assert_array_equal(np.asarray(img.convert("RGB")), expected[:, :, ::-1])
+    with Image.open(io.BytesIO(deep)) as img:
+        np.testing.assert_array_equal(np.asarray(img).astype(np.uint16), levels16)
+
+
+def test_smooth_depth_deflates_smaller_than_unfiltered():
+    """The Up filter pays on depth maps (smooth rows): smaller than Pillow's unfiltered indexed PNG."""
+    y, x = np.mgrid[0:480, 0:640].astype(np.float32)
+    levels = imaging.normalise(np.sin(x / 90) + np.cos(y / 70) + x / 300, 1)
+    ours = imaging.heatmap_png(levels, "inferno", 1)
+    img = Image.frombytes("P", (640, 480), levels.tobytes())
+    img.putpalette(PALETTES["inferno"])
+    pillows = io.BytesIO()
+    img.save(pillows, "PNG", compress_level=1)
+    assert len(ours) < 0.8 * len(pillows.getvalue())
 
 
 def test_pfm_round_trip_and_header():

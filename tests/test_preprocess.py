@@ -24,7 +24,11 @@ def test_net_input_size_examples_from_the_contract():
     assert preprocess.net_input_size(4000, 100) == (256, 32)  # upstream would produce 0 rows and crash
 
 
-@pytest.mark.parametrize(("width", "height"), [(640, 480), (333, 500), (64, 48), (1280, 720)])
+# Both shrinking orders (rows first; columns first from 6x narrower), enlarging (small images), extreme aspects.
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(640, 480), (333, 500), (64, 48), (1280, 720), (1920, 1080), (1080, 1920), (4032, 3024), (10, 10), (1200, 200)],
+)
 def test_net_input_equals_upstream_float64_transform(width, height):
     rgb = scene(width, height, seed=width)
     ours = preprocess.to_net_input(rgb)
@@ -34,14 +38,30 @@ def test_net_input_equals_upstream_float64_transform(width, height):
     assert np.max(np.abs(ours - ref)) < 1e-4
 
 
-def test_resize_back_equals_torch_bicubic():
-    pred = np.random.default_rng(3).random((192, 256), dtype=np.float32) * 50
-    ours = preprocess.resize_to(pred, 640, 480)
+@pytest.mark.parametrize(
+    ("width", "height"), [(640, 480), (1920, 1080), (4032, 3024), (100, 100), (257, 255), (300, 40), (7, 3)]
+)
+def test_resize_back_equals_torch_bicubic(width, height):
+    """Enlarging and shrinking (an image smaller than the network's input), by the banded products."""
+    pred = np.random.default_rng(3).random(preprocess.net_input_size(width, height)[::-1], dtype=np.float32) * 50
+    ours = preprocess.resize_to(pred, width, height)
     ref = torch.nn.functional.interpolate(
-        torch.from_numpy(pred)[None, None], size=(480, 640), mode="bicubic", align_corners=False
+        torch.from_numpy(pred)[None, None], size=(height, width), mode="bicubic", align_corners=False
     )[0, 0].numpy()
-    assert ours.shape == (480, 640)
+    assert ours.shape == (height, width) and ours.dtype == np.float32 and ours.flags.c_contiguous
     assert np.max(np.abs(ours - ref)) <= 2e-4 * np.ptp(ref)
+
+
+def test_bands_hold_every_weight_of_the_dense_matrix():
+    """The bands, laid side by side, are the full (dst, src) bicubic matrix: no tap is dropped at a band's edge."""
+    for src, dst in [(192, 480), (256, 4032), (256, 100), (32, 3000)]:
+        index, weights = preprocess.cubic_taps(src, dst)
+        dense = np.zeros((dst, src), np.float32)
+        np.add.at(dense, (np.arange(dst)[:, None], index), weights)
+        banded = np.zeros_like(dense)
+        for start, end, first, last, band in preprocess.cubic_bands(src, dst):
+            banded[start:end, first:last] = band
+        np.testing.assert_array_equal(banded, dense)
 
 
 @pytest.mark.parametrize(("width", "height"), [(640, 480), (375, 500)])

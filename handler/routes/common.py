@@ -146,6 +146,12 @@ def estimate_http(estimator: DepthEstimator, data: bytes, max_points: int | None
         raise
 
 
+def heatmap_http(estimator: DepthEstimator, data: bytes, colormap: str) -> tuple[DepthResult, bytes]:
+    """:func:`estimate_http` and the heatmap PNG, in one call (one hop to the thread pool for a raw image body)."""
+    result = estimate_http(estimator, data)
+    return result, estimator.heatmap_png(result, colormap)
+
+
 def log_result(result: DepthResult, source: dict[str, str], size: int) -> dict[str, float]:
     """One structured log line per image; returns the rounded stage timings it logged."""
     timings = {k: round(v, 4) for k, v in result.timings.items()}

@@ -8,7 +8,6 @@ import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,13 +30,13 @@ from handler.routes.common import (
     PointCloudAsk,
     check_response_budget,
     estimate,
-    estimate_http,
+    heatmap_http,
     log_result,
     media_type,
     read_body,
     shown,
 )
-from handler.routes.deps import Estimator, Store
+from handler.routes.deps import Estimator, Store, run_blocking
 
 # Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside a
 # heatmap within Lambda's 6 MB response (200 000 points: 3 MB PLY, 3.2 MB GLB); more always goes to S3.
@@ -244,8 +243,7 @@ async def depth(request: Request, estimator: Estimator, store: Store, colormap: 
     if kind.startswith("image/"):
         data = await read_body(request, settings.max_image_bytes, "image")
         cmap = colormap or settings.default_colormap
-        result = await run_in_threadpool(estimate_http, estimator, data)
-        png = await run_in_threadpool(estimator.heatmap_png, result, cmap)
+        result, png = await run_blocking(request, heatmap_http, estimator, data, cmap)
         log_result(result, {"source": "raw body"}, len(data))
         check_response_budget(png)
         return Response(
@@ -268,7 +266,7 @@ async def depth(request: Request, estimator: Estimator, store: Store, colormap: 
         raise OutputNotConfigured(f"output '{output}' needs an output bucket; this deployment has none")
     if req.s3 is not None:
         check_readable(settings, req.s3)
-        obj = await run_in_threadpool(store.get, req.s3.bucket, req.s3.key, settings.max_image_bytes)
+        obj = await run_blocking(request, store.get, req.s3.bucket, req.s3.key, settings.max_image_bytes)
         data, source = obj.body, {"source_bucket": obj.bucket, "source_key": obj.key, "source_etag": obj.etag}
     else:
         data, source = decode_base64_image(req.image or ""), {"source": "base64"}
@@ -276,4 +274,5 @@ async def depth(request: Request, estimator: Estimator, store: Store, colormap: 
     points = None
     if req.point_cloud is not None:
         points = PointCloudAsk(req.point_cloud, (req.geometry or GeometryRequest()).options(output == "inline"))
-    return await run_in_threadpool(estimate, estimator, store, data, source, output, cmap, req.include_depth, points)
+    with_depth = req.include_depth
+    return await run_blocking(request, estimate, estimator, store, data, source, output, cmap, with_depth, points)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from handler.errors import InvalidRequest, UnsupportedMediaType, ValidationFailed
 from handler.routes.common import ERRORS, S3Location, estimate, media_type, refuse_declared_length
-from handler.routes.deps import Estimator, Store
+from handler.routes.deps import Estimator, Store, run_blocking
 
 router = APIRouter()
 
@@ -71,7 +70,8 @@ async def predict(request: Request, estimator: Estimator, store: Store) -> Predi
         await form.close()
     output = "s3" if settings.output_bucket else "inline"
     source = {"source": "upload", "filename": upload.filename or ""}
-    res = await run_in_threadpool(estimate, estimator, store, data, source, output, settings.default_colormap, False)
+    cmap = settings.default_colormap
+    res = await run_blocking(request, estimate, estimator, store, data, source, output, cmap, False)
     return PredictResponse(
         depth_map_url=res.depth_map_url or f"data:image/png;base64,{res.heatmap_png_base64}",
         inference_time=res.inference_time,
