@@ -1,26 +1,45 @@
 """Lambda entry: routes each event by its source (``handler.events``): HTTP events (API Gateway REST and HTTP APIs,
 Function URL, ALB) to FastAPI through Mangum; S3 events (direct, via EventBridge, or either via SQS) to the S3 path;
 S3 Batch Operations jobs to the batch path; and refuses the rest. Each invocation ends by printing the metrics it
-recorded (``handler.metrics``). Importing it loads the model once per container."""
+recorded (``handler.metrics``). Importing it loads the model once per container.
+
+The web stack (FastAPI, Starlette, Mangum: about a third of a second of imports) is built on the first HTTP event,
+not at import: a container that only ever sees S3 events never pays for it.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 # isort: off
-from handler import runtime  # first: the model starts loading while the web stack below is imported
+from handler import runtime  # first: the model starts loading while the modules below are imported
 
 # isort: on
 from handler import batch, events, metrics, s3
-from handler.http import create_app
-from handler.http_events import HttpEvents
 from handler.logs import logger
 
 estimator = runtime.wait_for_estimator()
 store = runtime.store
-app = create_app(estimator, store)
-asgi_handler = HttpEvents(app)
+
+
+@lru_cache(maxsize=1)
+def http_app():  # noqa: ANN201  (a FastAPI app; its type would import the web stack here)
+    """The FastAPI app around the container's estimator and store, made once, on first use."""
+    from handler.http import create_app
+
+    return create_app(estimator, store)
+
+
+@lru_cache(maxsize=1)
+def http_events():  # noqa: ANN201
+    """The app behind Mangum (``handler.http_events``), made once, on the first HTTP event."""
+    from handler.http_events import HttpEvents
+
+    return HttpEvents(http_app())
+
 
 ROUTES = {
-    "http": asgi_handler,
+    "http": lambda event, context: http_events()(event, context),
     "s3": lambda event, context: s3.handle_s3_event(event, estimator, store),
     "sqs": lambda event, context: s3.handle_sqs_event(event, estimator, store),
     "eventbridge-s3": lambda event, context: s3.handle_eventbridge_event(event, estimator, store),

@@ -43,8 +43,15 @@ def wait_for_estimator() -> DepthEstimator:
     except ModelUnavailable as exc:
         logger.critical(f"refusing to start: {exc}")
         raise
+    if model.variant_note and "optimized" in model.manifest.data:
+        logger.warning(f"the bake's optimised graph is not used here: {model.variant_note}; loaded the portable model")
     logger.info(
         "model loaded",
-        extra={"model_version": model.version, "threads": model.threads, "seconds": round(model.load_seconds, 3)},
+        extra={
+            "model_version": model.version,
+            "variant": model.variant,
+            "threads": model.threads,
+            "seconds": round(model.load_seconds, 3),
+        },
     )
     return DepthEstimator(settings, model)

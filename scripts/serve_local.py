@@ -221,7 +221,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     print(banner(url, endpoint, s3_port), flush=True)
     try:
-        uvicorn.run(entry.app, host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(entry.http_app(), host="127.0.0.1", port=port, log_level="warning")
     finally:
         stop.set()
         poller.join(timeout=5)

@@ -43,7 +43,22 @@ def test_manifest_records_what_was_baked(baked_model_dir, checkpoint_path):
     parity = manifest["parity"]
     assert [tuple(p["shape"]) for p in parity["inputs"]] == list(bake_weights.VERIFY_SHAPES)
     assert 0 < parity["max_rel_error"] <= parity["tolerance"] <= 1e-3
-    assert sorted(p.name for p in baked_model_dir.iterdir()) == ["manifest.json", "model.onnx"]
+    optimized = manifest["optimized"]
+    assert optimized["sha256"] == bake_weights.sha256_file(baked_model_dir / "model.optimized.onnx")
+    assert optimized["onnxruntime"] == ort.__version__ and optimized["cpu_features"] == contract.cpu_features()
+    assert optimized["probe_shape"] == list(contract.PROBE_SHAPE)
+    assert sorted(p.name for p in baked_model_dir.iterdir()) == ["manifest.json", "model.onnx", "model.optimized.onnx"]
+
+
+def test_the_optimised_graph_matches_torch_too(baked_model_dir, torch_model):
+    """The graph the function loads (fused, NCHWc) against torch itself, at a size the probe did not use."""
+    x = np.random.default_rng(8).uniform(-2.1, 2.6, size=(1, 3, 192, 256)).astype(np.float32)
+    options = contract.session_options(pre_optimized=True)
+    session = ort.InferenceSession(str(baked_model_dir / "model.optimized.onnx"), options)
+    (actual,) = session.run(None, {"image": x})
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(x)).numpy()
+    assert np.max(np.abs(actual - expected)) <= 1e-3 * np.ptp(expected)
 
 
 @pytest.mark.parametrize("shape", [(96, 128), (320, 224)])
@@ -73,7 +88,7 @@ def test_cli_bake_with_pinned_sha256_replaces_an_existing_output(tmp_path, check
     digest = bake_weights.sha256_file(checkpoint_path)
     result = run_bake("--checkpoint", str(checkpoint_path), "--sha256", digest.upper(), "--output", str(out))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.optimized.onnx"]
     assert digest in result.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or backup directories left
     manifest = (out / "manifest.json").read_text()

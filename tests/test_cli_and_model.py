@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from conftest import encode, scene
 from handler.config import Settings
+from handler.contract import sha256_file
 from handler.errors import ModelUnavailable
 from handler.imaging import read_pfm
 from handler.model import DepthModel, available_cpus
@@ -170,10 +172,58 @@ def copy_model(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_model_refuses_a_tampered_onnx(tmp_path, baked_model_dir):
-    model_dir = copy_model(baked_model_dir, tmp_path / "m")
-    with (model_dir / "model.onnx").open("ab") as fh:
+def tamper(path: Path) -> None:
+    with path.open("ab") as fh:
         fh.write(b"\0")
+
+
+def edit_manifest(model_dir: Path, change) -> None:
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    change(manifest)
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_bakes_optimised_graph_is_used_and_equals_the_portable_model(tmp_path, baked_model_dir, depth_model):
+    manifest = json.loads((baked_model_dir / "manifest.json").read_text())
+    optimized = manifest["optimized"]
+    assert optimized["sha256"] == sha256_file(baked_model_dir / optimized["file"]) != manifest["onnx_sha256"]
+    assert depth_model.variant == "optimized" and not depth_model.variant_note
+    model_dir = copy_model(baked_model_dir, tmp_path / "m")
+    edit_manifest(model_dir, lambda m: m.pop("optimized"))
+    portable = DepthModel.load(model_dir)
+    assert portable.variant == "portable" and portable.variant_note == "the bake wrote no optimised graph"
+    x = np.random.default_rng(7).standard_normal((1, 3, 192, 256), dtype=np.float32)
+    ours, theirs = depth_model.infer(x), portable.infer(x)
+    assert np.max(np.abs(ours - theirs)) <= 1e-5 * np.ptp(theirs)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "note"),
+    [
+        (lambda d: tamper(d / "model.optimized.onnx"), "does not match manifest"),
+        (lambda d: edit_manifest(d, lambda m: m["optimized"].update(onnxruntime="1.0.0")), "ONNX Runtime 1.0.0"),
+        (lambda d: edit_manifest(d, lambda m: m["optimized"].update(cpu_features=["sse4_1"])), "vector features"),
+        (
+            lambda d: edit_manifest(
+                d, lambda m: m["optimized"].update(probe_output=base64.b64encode(bytes(4 * 4096)).decode())
+            ),
+            "does not reproduce",
+        ),
+    ],
+)
+def test_an_optimised_graph_that_does_not_fit_falls_back_to_the_portable_model(tmp_path, baked_model_dir, spoil, note):
+    """Another CPU, another ORT, a tampered file or other numbers: the verified model.onnx, and the reason why."""
+    model_dir = copy_model(baked_model_dir, tmp_path / "m")
+    spoil(model_dir)
+    model = DepthModel.load(model_dir)
+    assert model.variant == "portable" and note in model.variant_note
+
+
+def test_model_refuses_a_tampered_onnx(tmp_path, baked_model_dir):
+    """The portable model is verified whenever it is used: here the optimised graph does not fit, so it is."""
+    model_dir = copy_model(baked_model_dir, tmp_path / "m")
+    edit_manifest(model_dir, lambda m: m["optimized"].update(cpu_features=["sse4_1"]))
+    tamper(model_dir / "model.onnx")
     with pytest.raises(ModelUnavailable, match="does not match manifest .*refusing to start"):
         DepthModel.load(model_dir)
 

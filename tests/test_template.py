@@ -354,7 +354,7 @@ def test_http_api_routes_are_the_apps_routes(resources, entry):
         ("POST", "/predict"),
         ("POST", "/depth"),
     }
-    served = {(m, r.path) for r in entry.app.routes for m in getattr(r, "methods", ())}
+    served = {(m, r.path) for r in entry.http_app().routes for m in getattr(r, "methods", ())}
     assert routed <= served, routed - served
     for methods in paths.values():
         for operation in methods.values():
