@@ -9,3 +9,6 @@ import os
 # BLAS threads would spin on the same cores between calls and slow the model down by a third (scripts/bench.py).
 # Effective when set before NumPy is first imported, as it is on Lambda (the entry imports this package first).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# No pydantic plugins here: without this, the first model class scans every installed package's entry points for
+# them (importlib.metadata, ~25 ms of every cold start).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from handler.contract import MANIFEST_FILE
+from handler.contract import IMAGE_MODEL_DIR, MANIFEST_FILE
 from handler.errors import ModelUnavailable
 
 Colormap = Literal["inferno", "magma", "plasma", "viridis", "turbo", "gray"]
@@ -24,8 +24,6 @@ API_GATEWAY_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 LAMBDA_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 
 MODEL_DIR_ENV = "MODEL_DIR"
-# Where the image puts the baked model (layer/Dockerfile), and so the function's default.
-IMAGE_MODEL_DIR = "/opt/ml/model"
 # Where `make bake` writes it in a checkout: what a local run (the CLI) uses first.
 CHECKOUT_MODEL_DIR = Path(__file__).resolve().parents[1] / "layer" / "model"
 

@@ -49,6 +49,8 @@ VECTOR_FEATURES = frozenset(
     }
 )
 MANIFEST_FILE = "manifest.json"
+# Where the image puts the baked model (layer/Dockerfile), and so the function's default MODEL_DIR.
+IMAGE_MODEL_DIR = "/opt/ml/model"
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
 

@@ -64,20 +64,20 @@ class DepthEstimator:
         :meth:`point_cloud` needs: the colours of the even grid of at most that many pixels, and the lens EXIF."""
         result = DepthResult(depth=np.empty((0, 0), np.float32))
         with result.stage("decode"):
-            rgb = imaging.decode_image(
+            picture = imaging.open_image(
                 data,
                 max_bytes=self.settings.max_image_bytes,
                 max_pixels=min(max_pixels or self.settings.max_image_pixels, self.settings.max_image_pixels),
             )
-        height, width = rgb.shape[:2]
+        height, width = picture.shape[:2]
         if max_points is not None:
             with result.stage("points"):
                 result.stride = geometry.stride_for(height, width, max_points)
-                result.colors = geometry.sample(rgb, result.stride)
+                result.colors = geometry.sample(picture.array, result.stride)
                 result.exif = imaging.camera_exif(data)
         with result.stage("preprocess"):
-            net_input = preprocess.to_net_input(rgb)
-        del rgb
+            net_input = preprocess.to_net_input(picture)
+        del picture
         with result.stage("inference"):
             prediction = self.model.infer(net_input)
         with result.stage("upsample"):

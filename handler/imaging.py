@@ -24,8 +24,46 @@ _EXIF_ORIENTATION = 0x0112
 MAX_SIDE = 16384  # longest side accepted (JPEG's own limit is 65 535; WebP's 16 383)
 
 
+class Picture:
+    """A decoded image as RGB uint8: ``picture[rows]`` with an index array gives those rows, (n, W, 3), copied out
+    of Pillow's buffer alone; any other index reads :attr:`array`, the whole (H, W, 3), converted once.
+
+    Shrinking a photo to the network's size reads 4 rows per output row: a quarter of a 12 MP photo's rows, and
+    copying only those saves most of the ~40 ms that converting all of it takes (a fresh 37 MB array)."""
+
+    def __init__(self, img: Image.Image) -> None:
+        self._img = img
+        self.shape = (img.height, img.width, 3)
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = _to_rgb(self._img)
+        return self._array
+
+    def __getitem__(self, index: object) -> np.ndarray:
+        if isinstance(index, np.ndarray) and self._array is None and self._img.mode == "RGB":
+            return self._rows(index)
+        return self.array[index]
+
+    def _rows(self, index: np.ndarray) -> np.ndarray:
+        wanted = np.unique(index)
+        if len(wanted) > self.shape[0] // 2:  # most rows: one conversion of the whole image is cheaper
+            return self.array[index]
+        runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1)  # consecutive rows, one crop each
+        width = self.shape[1]
+        block = np.concatenate([np.asarray(self._img.crop((0, int(r[0]), width, int(r[-1]) + 1))) for r in runs])
+        return block[np.searchsorted(wanted, index)]
+
+
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
     """Encoded bytes → RGB uint8 (H, W, 3), EXIF orientation applied; limits checked from the header first."""
+    return open_image(data, max_bytes=max_bytes, max_pixels=max_pixels).array
+
+
+def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Picture:
+    """Encoded bytes → the decoded :class:`Picture`, EXIF orientation applied; limits checked from the header first."""
     if not data:
         raise InvalidImage("empty image: no bytes received")
     if len(data) > max_bytes:
@@ -49,7 +87,10 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
         img.load()
         if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
+        picture = Picture(img)
+        if img.mode != "RGB":
+            picture.array  # noqa: B018  (converted here, where a failing conversion is an invalid image)
+        return picture
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"corrupt or truncated {img.format} image: {exc}") from None
 

@@ -12,14 +12,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 
 from handler import contract
-from handler.config import Settings
 from handler.errors import ModelUnavailable
+
+if TYPE_CHECKING:  # the loader itself needs no settings (handler.runtime starts it before they are read)
+    from handler.config import Settings
 
 # Lambda gives a function CPU time in proportion to its memory: one vCPU's worth at 1769 MB.
 LAMBDA_MB_PER_VCPU = 1769

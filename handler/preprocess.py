@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from handler import contract
+
+if TYPE_CHECKING:
+    from handler import imaging
 
 _A = -0.75  # cubic convolution coefficient of cv2.INTER_CUBIC and torch's bicubic
 # (x/255 - mean)/std folded into one multiply-add per channel, applied after the (linear) resize
@@ -92,8 +96,9 @@ def _weigh_taps(gathered: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.matmul(weights[:, None, :], taps).reshape(n, -1)
 
 
-def to_net_input(rgb: np.ndarray) -> np.ndarray:
+def to_net_input(rgb: np.ndarray | imaging.Picture) -> np.ndarray:
     """RGB uint8 (H, W, 3) → normalised float32 (1, 3, h, w): bicubic resize in float, then ImageNet normalisation.
+    ``rgb`` is an array or a decoded :class:`imaging.Picture` (only the rows read are copied out of it).
 
     The resize is linear, so resizing the 0..255 values and then applying (x/255 - mean)/std equals upstream's
     order of operations; it runs on float pixels (a uint8 resize rounds and clips, which moved outputs by up to

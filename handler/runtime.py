@@ -1,20 +1,31 @@
 """The container's singletons, created at import (Lambda's init phase): settings, the model, the S3 store.
 
-Importing this module validates the settings and starts loading the model (sha256 check, ONNX Runtime session)
-on a background thread as early as it can: hashing and ORT release the GIL, so the imports that follow (the rest
-of the core, the web stack in handler.entry) go on meanwhile (~0.1 s off a cold start). :func:`wait_for_estimator`
-joins it; handler.entry calls it at import, so the entry's import — the cold start — still ends with the model
-loaded and verified, once per container.
+Importing this module starts loading the model (sha256 check, ONNX Runtime session) on a background thread as
+early as it can — before the settings are validated, whose pydantic imports take ~70 ms — and the imports that
+follow go on meanwhile: hashing and ORT release the GIL. The early load uses what the environment names for it in
+the usual case (MODEL_DIR, ORT's threads and spinning left to the CPU share); once the settings are validated they
+must agree, or the model is loaded again with theirs. :func:`wait_for_estimator` joins it; handler.entry calls it at
+import, so the entry's import — the cold start — still ends with the model loaded and verified, once per container.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from pydantic import ValidationError
-
-from handler.config import get_settings
+from handler.contract import IMAGE_MODEL_DIR
 from handler.model import DepthModel
+
+_early_options = (os.environ.get("MODEL_DIR") or IMAGE_MODEL_DIR, 0, None)  # (model_dir, ort_threads, ort_spinning)
+_loading: Future[DepthModel] | None = None
+if not {"ORT_THREADS", "ORT_SPINNING"} & {name.upper() for name in os.environ}:
+    _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
+    _loading = _pool.submit(DepthModel.load, *_early_options)
+    _pool.shutdown(wait=False)  # the submitted load goes on; no other work will come
+
+from pydantic import ValidationError  # noqa: E402  (imported while the model loads)
+
+from handler.config import get_settings  # noqa: E402
 
 try:
     settings = get_settings()
@@ -24,11 +35,7 @@ except ValidationError as exc:
     logger.critical(f"refusing to start: invalid configuration: {exc}")
     raise
 
-_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
-_loading = _pool.submit(DepthModel.from_settings, settings)
-_pool.shutdown(wait=False)  # the submitted load goes on; no other work will come
-
-from handler.core import DepthEstimator  # noqa: E402  (imported while the model loads)
+from handler.core import DepthEstimator  # noqa: E402
 from handler.errors import ModelUnavailable  # noqa: E402
 from handler.logs import logger  # noqa: E402
 from handler.s3io import S3Store  # noqa: E402
@@ -36,10 +43,17 @@ from handler.s3io import S3Store  # noqa: E402
 store = S3Store()
 
 
+def _model() -> DepthModel:
+    """The early load when the settings agree with its options; else a load with the settings' own."""
+    if _loading is not None and (settings.model_dir, settings.ort_threads, settings.ort_spinning) == _early_options:
+        return _loading.result()
+    return DepthModel.from_settings(settings)
+
+
 def wait_for_estimator() -> DepthEstimator:
     """The container's estimator once its model is loaded; logs one clear line and re-raises if it cannot load."""
     try:
-        model = _loading.result()
+        model = _model()
     except ModelUnavailable as exc:
         logger.critical(f"refusing to start: {exc}")
         raise

@@ -2,7 +2,8 @@
 
 Baseline = what a typical MiDaS CPU service does: torch eager MidasNet_small from the same checkpoint, upstream's
 float64 preprocessing (scripts/upstream_reference.py), torch bicubic upsampling, OpenCV Inferno, cv2 PNG.
-Project = the Lambda entry (handler.entry: imports + verified ONNX model), then the core path per request.
+Project = the Lambda entry (handler.entry: imports + verified ONNX model), invoked per request with an HTTP API event
+(POST /depth, raw JPEG body; the heatmap PNG comes back through Mangum, as on Lambda).
 
 Every figure comes from fresh worker processes (so cold init and peak RSS are honest):
   cold init     spawn → handler ready (imports + model load), median of --cold-runs, then the first request;
@@ -76,17 +77,44 @@ def _reset_peak_rss() -> None:
 
 
 class ProjectPipeline:
-    """The Lambda entry as deployed: importing it loads and verifies the model."""
+    """The Lambda entry as deployed (importing it loads and verifies the model), invoked with the HTTP API event of
+    ``POST /depth`` with the raw JPEG (base64, as API Gateway sends it): Mangum, FastAPI and the response included."""
 
     def __init__(self) -> None:
         import handler.entry
 
-        self.estimator = handler.entry.estimator
+        self.entry = handler.entry
+        self.timings: dict[str, float] = {}
+        render = handler.entry.estimator.heatmap_png
+
+        def heatmap_png(result, colormap=None):  # the stage timings of the request, as the function logs them
+            png = render(result, colormap)
+            self.timings = dict(result.timings)
+            return png
+
+        handler.entry.estimator.heatmap_png = heatmap_png
+        self.events: dict[bytes, dict] = {}
 
     def run(self, data: bytes) -> tuple[bytes, dict[str, float]]:
-        result = self.estimator.estimate(data)
-        png = self.estimator.heatmap_png(result)
-        return png, result.timings
+        import base64
+
+        event = self.events.get(data)
+        if event is None:
+            event = json.loads((ROOT / "events" / "api-depth-png.json").read_text())
+            event["headers"].update({"content-type": "image/jpeg", "content-length": str(len(data))})
+            event["body"] = base64.b64encode(data).decode()
+            self.events = {data: event}
+        reply = self.entry.lambda_handler(event, LambdaContext())
+        if reply["statusCode"] != 200:
+            raise SystemExit(f"POST /depth answered {reply['statusCode']}: {reply['body'][:300]}")
+        return base64.b64decode(reply["body"]), self.timings
+
+
+class LambdaContext:
+    """What the entry's logger reads of Lambda's context object."""
+
+    function_name, memory_limit_in_mb, aws_request_id = "midas-depth", 2048, "bench"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:midas-depth"
 
 
 class BaselinePipeline:
@@ -293,6 +321,20 @@ def print_table(r: dict) -> None:
     for size in SIZES:
         cells = [f"{p['sizes'][size]['stages_ms'][s]:.1f} / {b['sizes'][size]['stages_ms'][s]:.1f}" for s in STAGES]
         print(f"| {size} | " + " | ".join(cells) + " |")
+    print("\nOutside the forward (project; p50 end to end less the median inference stage of the same requests):\n")
+    print("| size | end to end p50 | forward | outside the forward | share of the forward | JPEG decode |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for size in SIZES:
+        o = r["overhead"][size]
+        print(
+            f"| {size} | {o['e2e_ms']:.1f} ms | {o['forward_ms']:.1f} ms | {o['outside_ms']:.1f} ms | "
+            f"{100 * o['share_of_forward']:.0f} % | {o['decode_ms']:.1f} ms |"
+        )
+    big = r["overhead"]["4032x3024"]
+    print(
+        f"\n4032x3024: end to end {big['e2e_ms']:.0f} ms against 1.5 x forward + decode = "
+        f"{1.5 * big['forward_ms'] + big['decode_ms']:.0f} ms"
+    )
     f = r["forward"]
     print(
         f"\nONNX forward at 256x192: {f['ms']:.1f} ms; SGEMM peak {f['sgemm_gflops']:.0f} GFLOP/s → FLOP bound "
@@ -364,6 +406,17 @@ def main() -> None:
                 report["sizes"][size] = spawn(kind, env, images, size, repeats[size], checkpoint)["sizes"][size]
             results[kind] = report
 
+        results["overhead"] = {}
+        for size in SIZES:
+            figures = results["project"]["sizes"][size]
+            forward, decode = figures["stages_ms"]["inference"], figures["stages_ms"]["decode"]
+            results["overhead"][size] = {
+                "e2e_ms": figures["p50_ms"],
+                "forward_ms": forward,
+                "outside_ms": figures["p50_ms"] - forward,
+                "share_of_forward": (figures["p50_ms"] - forward) / forward,
+                "decode_ms": decode,
+            }
         ms = forward_ms(model_dir)
         peak = sgemm_peak_gflops()
         bound = FORWARD_GFLOP / peak * 1000

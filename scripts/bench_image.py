@@ -1,15 +1,19 @@
 """Benchmark the real container image under the Lambda Runtime Interface Emulator, at Lambda-like CPU shares.
 
-For each CPU share Lambda gives (``--cpus 1.0`` = 1769 MB, ``1.16`` = 2048 MB, ``1.7`` = 3008 MB, and no quota on
-this machine's 2 cores = 3538 MB; AWS_LAMBDA_FUNCTION_MEMORY_SIZE set to match, as Lambda sets it) a fresh
+For each CPU share Lambda gives (``--cpus 0.58`` = 1024 MB, ``1.0`` = 1769 MB, ``1.16`` = 2048 MB, ``1.7`` =
+3008 MB, and no quota on this machine's 2 cores = 3538 MB; AWS_LAMBDA_FUNCTION_MEMORY_SIZE set to match, as Lambda
+sets it) a fresh
 container is started with Lambda's constraints (scripts/lambda_container.py: read-only root, tmpfs /tmp, non-root
 user, memory capped at the MemorySize) and measured:
 
+  init         a fresh container's Python start → handler.entry imported (model loaded, verified): what Lambda
+               bills as Init Duration, less its runtime client's own start;
   cold start   docker run → first answer to a 640x480 raw-JPEG POST /depth (what a caller waits for), and the
                RIE's own "Init Duration" (imports + model load) and first "Duration" from its REPORT lines;
   warm         p50 / p95 of POST /depth (raw JPEG → heatmap PNG) at 640x480, 1920x1080 and 4032x3024, through
                the RIE's invocation API (API Gateway v2 event, base64 body, as API Gateway sends it);
-  memory       the container's memory after init (idle) and its cgroup peak over the whole run.
+  memory       the container's memory after init (idle) and its cgroup peak over the whole run;
+  cost         $ per 1 M 640x480 images at each share, x86 and arm64 prices, with and without init billed.
 
 ``--sweep`` also times 640x480 under each ORT thread/spinning setting at each CPU share, to choose the default.
 
@@ -33,11 +37,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts.bench import SIZES, photo_like_jpeg  # noqa: E402
-from scripts.lambda_container import FunctionContainer, build_context, build_image, image_size  # noqa: E402
+from scripts.lambda_container import FunctionContainer, build_context, build_image, docker, image_size  # noqa: E402
 
 # Lambda's CPU share at a memory size (1769 MB = one vCPU), emulated with docker's --cpus; 3538 MB = 2 vCPUs =
 # this machine's two whole cores (no quota). (label, --cpus, MemorySize)
 CPU_SHARES = [
+    ("--cpus 0.58 (1024 MB)", 0.58, 1024),
     ("--cpus 1.0 (1769 MB)", 1.0, 1769),
     ("--cpus 1.16 (2048 MB)", 1.16, 2048),
     ("--cpus 1.7 (3008 MB)", 1.7, 3008),
@@ -51,6 +56,41 @@ SWEEP = {
     "2 threads, no spinning": {"ORT_THREADS": "2", "ORT_SPINNING": "false"},
 }
 TEMPLATE_EVENT = ROOT / "events" / "api-depth-png.json"
+# Lambda list prices (us-east-1, first pricing tier): $ per GB-second by architecture, $ per request.
+PRICE_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
+PRICE_REQUEST = 0.20 / 1e6
+COLD_EVERY = 1000  # the cost table's second column bills one init per this many images
+
+
+def cost_rows(shares: dict) -> list[dict]:
+    """$ per 1 M 640x480 images at each measured share: warm duration billed, and with one init (a cold start:
+    the function's init, :func:`init_seconds`) billed every COLD_EVERY images. arm64 prices on these x86
+    durations: no arm64 machine measured them."""
+    rows = []
+    for label, figures in shares.items():
+        memory_gb = int(label.split("(")[1].split()[0]) / 1024
+        warm_s = figures["warm"]["640x480"]["p50_ms"] / 1000
+        init_s = figures["init_s"]
+        row = {"share": label, "warm_ms": round(warm_s * 1000, 1), "init_ms": round(init_s * 1000)}
+        for arch, price in PRICE_GB_S.items():
+            warm_usd = 1e6 * (warm_s * memory_gb * price + PRICE_REQUEST)
+            row[f"{arch}_usd"] = round(warm_usd, 2)
+            row[f"{arch}_usd_with_init"] = round(warm_usd + 1e6 / COLD_EVERY * init_s * memory_gb * price, 2)
+        rows.append(row)
+    return rows
+
+
+def print_cost_table(rows: list[dict]) -> None:
+    print(
+        f"\n| share (MemorySize) | 640x480 warm | init | x86 $/1M | x86 $/1M, init every {COLD_EVERY} |"
+        f" arm64 $/1M | arm64 $/1M, init every {COLD_EVERY} |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['share']} | {r['warm_ms']} ms | {r['init_ms']} ms | {r['x86_64_usd']:.2f} |"
+            f" {r['x86_64_usd_with_init']:.2f} | {r['arm64_usd']:.2f} | {r['arm64_usd_with_init']:.2f} |"
+        )
 
 
 def depth_event(jpeg: bytes) -> dict:
@@ -82,6 +122,28 @@ def check_answer(reply: dict) -> None:
         raise RuntimeError(f"the function answered {reply.get('statusCode')}: {str(reply.get('body'))[:300]}")
 
 
+# Run inside a fresh container: seconds from the Python process's start to handler.entry imported (settings,
+# model loaded and verified), i.e. the function's init; /proc gives the process start in clock ticks since boot.
+INIT_PROBE = (
+    "import os, time; import handler.entry; "
+    "now = float(open('/proc/uptime').read().split()[0]); "
+    "start = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19]) / os.sysconf('SC_CLK_TCK'); "
+    "print(round(now - start, 3))"
+)
+
+
+def init_seconds(image: str, cpus: float | None, memory_mb: int, runs: int = 3) -> float:
+    """Median over ``runs`` fresh containers (Lambda's constraints) of :data:`INIT_PROBE`: the function's init."""
+    flags = ["--rm", "--read-only", "--tmpfs=/tmp", "--user=993:990", f"--memory={memory_mb}m"]
+    flags += [f"--env=AWS_LAMBDA_FUNCTION_MEMORY_SIZE={memory_mb}", "--env=POWERTOOLS_LOG_LEVEL=WARNING"]
+    flags += [f"--cpus={cpus}"] if cpus else []
+    seconds = []
+    for _ in range(runs):
+        out = docker("run", *flags, "--entrypoint=python", image, "-c", INIT_PROBE).stdout
+        seconds.append(float(out.strip().splitlines()[-1]))
+    return statistics.median(seconds)
+
+
 def measure(image: str, cpus: float | None, memory_mb: int, env: dict[str, str], runs: dict, jpegs: dict) -> dict:
     """One fresh container: cold start, warm latencies per size, memory."""
     events = {size: depth_event(data) for size, data in jpegs.items()}
@@ -108,6 +170,7 @@ def measure(image: str, cpus: float | None, memory_mb: int, env: dict[str, str],
         peak = container.peak_memory_bytes()
     first = reports[0] if reports else {}
     return {
+        "init_s": round(init_seconds(image, cpus, memory_mb), 3),
         "cold_start_s": round(cold, 3),
         "rie_init_ms": first.get("init_ms"),
         "rie_first_duration_ms": first.get("duration_ms"),
@@ -153,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures = measure(tag, cpus, memory_mb, env, sweep_runs, jpegs)
                 results["sweep"].setdefault(label, {})[name] = figures["warm"]["640x480"]["p50_ms"]
             print(f"  sweep 640x480 p50 ms: {json.dumps(results['sweep'][label])}", flush=True)
+    results["cost"] = cost_rows(results["shares"])
+    print_cost_table(results["cost"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""The function's app (handler.entry:app) served by uvicorn on 127.0.0.1, in a process of its own, under 8
+"""The function's app (handler.entry:http_app) served by uvicorn on 127.0.0.1, in a process of its own, under 8
 concurrent clients: every answer is the right one, and the model loaded at start serves them all (never reloaded)."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def fetch(url: str, body: bytes | None = None, content_type: str | None = None) 
 
 @pytest.fixture(scope="module")
 def server(baked_model_dir, s3_endpoint, input_bucket, output_bucket, tmp_path_factory):
-    """``uvicorn handler.entry:app`` with a deployment's environment; yields (base URL, path of its log)."""
+    """``uvicorn --factory handler.entry:http_app`` with a deployment's environment; yields (URL, log path)."""
     port = _free_port()
     log = tmp_path_factory.mktemp("uvicorn") / "server.log"
     env = {
@@ -50,7 +50,17 @@ def server(baked_model_dir, s3_endpoint, input_bucket, output_bucket, tmp_path_f
         "AWS_ENDPOINT_URL": s3_endpoint,
         "POWERTOOLS_LOG_LEVEL": "INFO",  # the one "model loaded" line is what the test counts
     }
-    command = [sys.executable, "-m", "uvicorn", "handler.entry:app", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "handler.entry:http_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import scene
-from handler import preprocess
+from conftest import encode, scene
+from handler import imaging, preprocess
 from scripts import upstream_reference as upstream
 
 SIZES = [(640, 480), (480, 640), (1920, 1080), (4032, 3024), (100, 100), (300, 40), (257, 255), (1000, 999)]
@@ -36,6 +36,18 @@ def test_net_input_equals_upstream_float64_transform(width, height):
     assert ours.shape == ref.shape and ours.dtype == np.float32
     # normalised values span about [-2.1, 2.6]; float32 resizing stays within 1e-5 of float64
     assert np.max(np.abs(ours - ref)) < 1e-4
+
+
+@pytest.mark.parametrize(("width", "height"), [(4032, 3024), (1000, 2400), (640, 480)])
+def test_net_input_of_a_decoded_picture_copies_only_the_rows_it_reads(width, height):
+    """The core hands preprocessing the decoded picture: a large one gives up only the rows the taps read, and
+    the network input is exactly the one of the whole array."""
+    data = encode(scene(width, height, seed=2), "JPEG", quality=90)
+    limits = {"max_bytes": 1 << 30, "max_pixels": 1 << 30}
+    picture = imaging.open_image(data, **limits)
+    ours = preprocess.to_net_input(picture)
+    np.testing.assert_array_equal(ours, preprocess.to_net_input(imaging.decode_image(data, **limits)))
+    assert (picture._array is None) == (height > 1000)  # shrunk 4x or more: never converted whole
 
 
 @pytest.mark.parametrize(
