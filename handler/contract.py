@@ -16,6 +16,8 @@ ONNX_FILE = "model.onnx"
 # The same graph after ONNX Runtime's full optimisation on the bake's CPU (fused, in ORT's blocked NCHWc layout):
 # loads in half the time, and only where the CPU's vector features and ORT's version are the bake's.
 OPTIMIZED_FILE = "model.optimized.onnx"
+# Its weights, apart from the graph: ORT maps them from the file instead of copying them (loads in ~15 ms, not 150).
+OPTIMIZED_DATA_FILE = "model.optimized.data"
 # A seeded input both the bake and the runtime run through the optimised graph: it must give the portable
 # model's output (recorded by the bake) within this fraction of the output's range, or the runtime falls back.
 PROBE_SHAPE = (1, 3, 64, 64)

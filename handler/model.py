@@ -118,28 +118,32 @@ class Manifest:
 
 
 def _verified_session(
-    path: Path, sha256: str, threads: int, spinning: bool, pre_optimized: bool = False
+    files: dict[Path, str], threads: int, spinning: bool, pre_optimized: bool = False
 ) -> ort.InferenceSession:
-    """The session of ``path`` once its sha256 matched (a tampered or truncated model is never used).
+    """The session of the model in ``files`` (the graph first, then any data file it reads: path → sha256) once
+    every file's sha256 matched (a tampered or truncated model is never used).
 
-    The file is hashed on a second thread while ORT builds the session (both release the GIL); the digest is judged
-    first, and the session only returned once it matched."""
-    if not path.is_file():
-        raise ModelUnavailable(f"{path} is missing")
+    The files are hashed on a second thread while ORT builds the session (both release the GIL); the digests are
+    judged first, and the session only returned once they all matched."""
+    for path in files:
+        if not path.is_file():
+            raise ModelUnavailable(f"{path} is missing")
+    graph = next(iter(files))
     options = contract.session_options(threads, spinning, pre_optimized)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-sha256") as pool:
-        digest = pool.submit(contract.sha256_file, path)
+        digests = {path: pool.submit(contract.sha256_file, path) for path in files}
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
             failure = None
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            session, failure = None, ModelUnavailable(f"ONNX Runtime cannot load {path}: {exc}")
-        try:
-            actual = digest.result()
-        except OSError as exc:
-            raise ModelUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
-    if actual != sha256:
-        raise ModelUnavailable(f"{path} sha256 {actual} does not match manifest {sha256}: refusing to start")
+            session, failure = None, ModelUnavailable(f"ONNX Runtime cannot load {graph}: {exc}")
+        for path, sha256 in files.items():
+            try:
+                actual = digests[path].result()
+            except OSError as exc:
+                raise ModelUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
+            if actual != sha256:
+                raise ModelUnavailable(f"{path} sha256 {actual} does not match manifest {sha256}: refusing to start")
     if failure is not None:
         raise failure
     _release_freed_heap()
@@ -187,8 +191,8 @@ class DepthModel:
                 return cls(manifest, session, threads, time.perf_counter() - started, variant="optimized")
             except ModelUnavailable as exc:
                 note = str(exc)
-        portable = model_dir / manifest.data["onnx_file"]
-        session = _verified_session(portable, manifest.data["onnx_sha256"], threads, spinning)
+        portable = {model_dir / manifest.data["onnx_file"]: manifest.data["onnx_sha256"]}
+        session = _verified_session(portable, threads, spinning)
         return cls(manifest, session, threads, time.perf_counter() - started, variant_note=note)
 
     @staticmethod
@@ -197,13 +201,15 @@ class DepthModel:
             raise ModelUnavailable(f"optimised by ONNX Runtime {optimized.get('onnxruntime')}, not {ort.__version__}")
         if optimized.get("cpu_features") != contract.cpu_features():
             raise ModelUnavailable("optimised on a CPU with other vector features than this one")
-        path = model_dir / optimized["file"]
-        session = _verified_session(path, optimized["sha256"], threads, spinning, pre_optimized=True)
+        files = {model_dir / optimized["file"]: optimized["sha256"]}
+        if optimized.get("data_file"):  # the weights ORT maps from their own file
+            files[model_dir / optimized["data_file"]] = optimized["data_sha256"]
+        session = _verified_session(files, threads, spinning, pre_optimized=True)
         expected = np.frombuffer(base64.b64decode(optimized["probe_output"]), dtype="<f4")
         (actual,) = session.run([contract.OUTPUT_NAME], {contract.INPUT_NAME: contract.probe_input()})
         error = float(np.max(np.abs(actual.ravel() - expected))) if actual.size == expected.size else np.inf
         if not error <= contract.PROBE_TOLERANCE * max(float(np.ptp(expected)), 1e-12):
-            raise ModelUnavailable(f"{path} does not reproduce the portable model's output here")
+            raise ModelUnavailable(f"{next(iter(files))} does not reproduce the portable model's output here")
         return session
 
     @classmethod

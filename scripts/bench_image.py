@@ -6,8 +6,8 @@ sets it) a fresh
 container is started with Lambda's constraints (scripts/lambda_container.py: read-only root, tmpfs /tmp, non-root
 user, memory capped at the MemorySize) and measured:
 
-  init         a fresh container's Python start → handler.entry imported (model loaded, verified): what Lambda
-               bills as Init Duration, less its runtime client's own start;
+  init         in a fresh container, the import of handler.entry (settings, model loaded and verified): what
+               Lambda bills as Init Duration, less the interpreter's and its runtime client's own start;
   cold start   docker run → first answer to a 640x480 raw-JPEG POST /depth (what a caller waits for), and the
                RIE's own "Init Duration" (imports + model load) and first "Duration" from its REPORT lines;
   warm         p50 / p95 of POST /depth (raw JPEG → heatmap PNG) at 640x480, 1920x1080 and 4032x3024, through
@@ -122,14 +122,9 @@ def check_answer(reply: dict) -> None:
         raise RuntimeError(f"the function answered {reply.get('statusCode')}: {str(reply.get('body'))[:300]}")
 
 
-# Run inside a fresh container: seconds from the Python process's start to handler.entry imported (settings,
-# model loaded and verified), i.e. the function's init; /proc gives the process start in clock ticks since boot.
-INIT_PROBE = (
-    "import os, time; import handler.entry; "
-    "now = float(open('/proc/uptime').read().split()[0]); "
-    "start = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19]) / os.sysconf('SC_CLK_TCK'); "
-    "print(round(now - start, 3))"
-)
+# Run inside a fresh container: seconds to import handler.entry (settings, model loaded and verified), i.e. the
+# function's init less the interpreter's own start (~20 ms; the container's start is docker's, not Lambda's).
+INIT_PROBE = "import time; t = time.perf_counter(); import handler.entry; print(round(time.perf_counter() - t, 3))"
 
 
 def init_seconds(image: str, cpus: float | None, memory_mb: int, runs: int = 3) -> float:

@@ -45,9 +45,16 @@ def test_manifest_records_what_was_baked(baked_model_dir, checkpoint_path):
     assert 0 < parity["max_rel_error"] <= parity["tolerance"] <= 1e-3
     optimized = manifest["optimized"]
     assert optimized["sha256"] == bake_weights.sha256_file(baked_model_dir / "model.optimized.onnx")
+    assert optimized["data_sha256"] == bake_weights.sha256_file(baked_model_dir / "model.optimized.data")
+    assert optimized["data_bytes"] > 60e6 > 1e6 > optimized["bytes"]  # the weights live apart from the graph
     assert optimized["onnxruntime"] == ort.__version__ and optimized["cpu_features"] == contract.cpu_features()
     assert optimized["probe_shape"] == list(contract.PROBE_SHAPE)
-    assert sorted(p.name for p in baked_model_dir.iterdir()) == ["manifest.json", "model.onnx", "model.optimized.onnx"]
+    assert sorted(p.name for p in baked_model_dir.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.optimized.data",
+        "model.optimized.onnx",
+    ]
 
 
 def test_the_optimised_graph_matches_torch_too(baked_model_dir, torch_model):
@@ -88,7 +95,12 @@ def test_cli_bake_with_pinned_sha256_replaces_an_existing_output(tmp_path, check
     digest = bake_weights.sha256_file(checkpoint_path)
     result = run_bake("--checkpoint", str(checkpoint_path), "--sha256", digest.upper(), "--output", str(out))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.optimized.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.optimized.data",
+        "model.optimized.onnx",
+    ]
     assert digest in result.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or backup directories left
     manifest = (out / "manifest.json").read_text()
