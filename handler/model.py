@@ -191,6 +191,8 @@ class DepthModel:
                 return cls(manifest, session, threads, time.perf_counter() - started, variant="optimized")
             except ModelUnavailable as exc:
                 note = str(exc)
+            except (KeyError, TypeError, ValueError) as exc:  # a malformed "optimized" entry: not worth a failed start
+                note = f"the manifest's optimised graph entry is malformed ({type(exc).__name__}: {exc})"
         portable = {model_dir / manifest.data["onnx_file"]: manifest.data["onnx_sha256"]}
         session = _verified_session(portable, threads, spinning)
         return cls(manifest, session, threads, time.perf_counter() - started, variant_note=note)

@@ -203,6 +203,8 @@ def test_the_bakes_optimised_graph_is_used_and_equals_the_portable_model(tmp_pat
         (lambda d: tamper(d / "model.optimized.onnx"), "does not match manifest"),
         (lambda d: tamper(d / "model.optimized.data"), "model.optimized.data sha256"),
         (lambda d: (d / "model.optimized.data").unlink(), "model.optimized.data is missing"),
+        (lambda d: edit_manifest(d, lambda m: m["optimized"].pop("sha256")), "entry is malformed (KeyError"),
+        (lambda d: edit_manifest(d, lambda m: m["optimized"].update(probe_output="!")), "entry is malformed"),
         (lambda d: edit_manifest(d, lambda m: m["optimized"].update(onnxruntime="1.0.0")), "ONNX Runtime 1.0.0"),
         (lambda d: edit_manifest(d, lambda m: m["optimized"].update(cpu_features=["sse4_1"])), "vector features"),
         (
