@@ -22,6 +22,7 @@ do not depend on the weights' values).
 from __future__ import annotations
 
 import argparse
+import base64
 import compileall
 import json
 import os
@@ -40,8 +41,9 @@ if str(ROOT) not in sys.path:
 SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080), "4032x3024": (4032, 3024)}
 STAGES = ("decode", "preprocess", "inference", "upsample", "colormap", "encode")
 FORWARD_GFLOP = 6.9  # MidasNet_small at 256x192 (9.19 GFLOP at 256x256, scaled by the pixel count)
-# Lambda x86 (us-east-1): $ per GB-second and per request; 1 vCPU per 1769 MB.
-PRICE_GB_S = 0.0000166667
+# Lambda list prices (us-east-1, first pricing tier): $ per GB-second by architecture, $ per request; 1 vCPU per
+# 1769 MB.
+PRICE_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
 PRICE_REQUEST = 0.20 / 1e6
 MB_PER_VCPU = 1769
 
@@ -60,6 +62,14 @@ def photo_like_jpeg(width: int, height: int, seed: int = 0) -> bytes:
     img += rng.normal(0, 8, size=img.shape).astype(np.int16)
     ok, buf = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return buf.tobytes()
+
+
+def depth_event(jpeg: bytes) -> dict:
+    """POST /depth with a raw JPEG body, as an HTTP API (v2) event (base64, as API Gateway sends it)."""
+    event = json.loads((ROOT / "events" / "api-depth-png.json").read_text())
+    event["headers"].update({"content-type": "image/jpeg", "content-length": str(len(jpeg))})
+    event["body"] = base64.b64encode(jpeg).decode()
+    return event
 
 
 # ------------------------------------------------------------------------------------------------ workers
@@ -93,28 +103,17 @@ class ProjectPipeline:
             return png
 
         handler.entry.estimator.heatmap_png = heatmap_png
-        self.events: dict[bytes, dict] = {}
+        self.data, self.event = b"", {}  # the current size's event only: the worker measures peak memory per size
 
     def run(self, data: bytes) -> tuple[bytes, dict[str, float]]:
-        import base64
+        from scripts.local_s3_invoke import Context  # the Lambda context of the local runs
 
-        event = self.events.get(data)
-        if event is None:
-            event = json.loads((ROOT / "events" / "api-depth-png.json").read_text())
-            event["headers"].update({"content-type": "image/jpeg", "content-length": str(len(data))})
-            event["body"] = base64.b64encode(data).decode()
-            self.events = {data: event}
-        reply = self.entry.lambda_handler(event, LambdaContext())
+        if data is not self.data:
+            self.data, self.event = data, depth_event(data)
+        reply = self.entry.lambda_handler(self.event, Context())
         if reply["statusCode"] != 200:
             raise SystemExit(f"POST /depth answered {reply['statusCode']}: {reply['body'][:300]}")
         return base64.b64decode(reply["body"]), self.timings
-
-
-class LambdaContext:
-    """What the entry's logger reads of Lambda's context object."""
-
-    function_name, memory_limit_in_mb, aws_request_id = "midas-depth", 2048, "bench"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:midas-depth"
 
 
 class BaselinePipeline:
@@ -295,7 +294,7 @@ def cost_per_million(seconds_at_2_vcpu: float, memory_mb: int) -> tuple[float, f
     """(duration s, $) assuming CPU-bound work that scales with vCPUs (memory/1769 MB), measured on 2 vCPUs."""
     vcpus = min(memory_mb / MB_PER_VCPU, 6)
     duration = seconds_at_2_vcpu * 2 / min(vcpus, 2)
-    return duration, 1e6 * (duration * memory_mb / 1024 * PRICE_GB_S + PRICE_REQUEST)
+    return duration, 1e6 * (duration * memory_mb / 1024 * PRICE_GB_S["x86_64"] + PRICE_REQUEST)
 
 
 def print_table(r: dict) -> None:

@@ -23,7 +23,6 @@ user, memory capped at the MemorySize) and measured:
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import statistics
@@ -36,8 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.bench import SIZES, photo_like_jpeg  # noqa: E402
-from scripts.lambda_container import FunctionContainer, build_context, build_image, docker, image_size  # noqa: E402
+from scripts.bench import PRICE_GB_S, PRICE_REQUEST, SIZES, depth_event, photo_like_jpeg  # noqa: E402
+from scripts.lambda_container import (  # noqa: E402
+    FunctionContainer,
+    build_context,
+    build_image,
+    docker,
+    image_size,
+    lambda_constraints,
+)
 
 # Lambda's CPU share at a memory size (1769 MB = one vCPU), emulated with docker's --cpus; 3538 MB = 2 vCPUs =
 # this machine's two whole cores (no quota). (label, --cpus, MemorySize)
@@ -55,10 +61,6 @@ SWEEP = {
     "2 threads, spinning": {"ORT_THREADS": "2", "ORT_SPINNING": "true"},
     "2 threads, no spinning": {"ORT_THREADS": "2", "ORT_SPINNING": "false"},
 }
-TEMPLATE_EVENT = ROOT / "events" / "api-depth-png.json"
-# Lambda list prices (us-east-1, first pricing tier): $ per GB-second by architecture, $ per request.
-PRICE_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
-PRICE_REQUEST = 0.20 / 1e6
 COLD_EVERY = 1000  # the cost table's second column bills one init per this many images
 
 
@@ -93,14 +95,6 @@ def print_cost_table(rows: list[dict]) -> None:
         )
 
 
-def depth_event(jpeg: bytes) -> dict:
-    """POST /depth with a raw JPEG body, as an HTTP API (v2) event."""
-    event = json.loads(TEMPLATE_EVENT.read_text())
-    event["headers"].update({"content-type": "image/jpeg", "content-length": str(len(jpeg))})
-    event["body"] = base64.b64encode(jpeg).decode()
-    return event
-
-
 def rie_reports(logs: str) -> list[dict[str, float]]:
     """The RIE's REPORT lines as {"init_ms": ..., "duration_ms": ...} (init only on the first)."""
     reports = []
@@ -129,9 +123,7 @@ INIT_PROBE = "import time; t = time.perf_counter(); import handler.entry; print(
 
 def init_seconds(image: str, cpus: float | None, memory_mb: int, runs: int = 3) -> float:
     """Median over ``runs`` fresh containers (Lambda's constraints) of :data:`INIT_PROBE`: the function's init."""
-    flags = ["--rm", "--read-only", "--tmpfs=/tmp", "--user=993:990", f"--memory={memory_mb}m"]
-    flags += [f"--env=AWS_LAMBDA_FUNCTION_MEMORY_SIZE={memory_mb}", "--env=POWERTOOLS_LOG_LEVEL=WARNING"]
-    flags += [f"--cpus={cpus}"] if cpus else []
+    flags = ["--rm", *lambda_constraints(memory_mb, cpus, {"POWERTOOLS_LOG_LEVEL": "WARNING"})]
     seconds = []
     for _ in range(runs):
         out = docker("run", *flags, "--entrypoint=python", image, "-c", INIT_PROBE).stdout

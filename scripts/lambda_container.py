@@ -88,6 +88,17 @@ def layer_sizes(tag: str) -> list[tuple[int, str]]:
     return rows
 
 
+def lambda_constraints(memory_mb: int, cpus: float | None, env: dict[str, str]) -> list[str]:
+    """``docker run`` flags for Lambda's constraints: read-only root, a tmpfs /tmp, the non-root user, memory capped
+    at the MemorySize (and its CPU share, when given), AWS_LAMBDA_FUNCTION_MEMORY_SIZE set as Lambda sets it."""
+    flags = ["--read-only", f"--tmpfs=/tmp:rw,size={TMP_SIZE}", f"--user={LAMBDA_USER}"]
+    flags += [f"--memory={memory_mb}m", f"--memory-swap={memory_mb}m"]
+    if cpus:
+        flags.append(f"--cpus={cpus}")
+    env = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb), **env}
+    return flags + [f"--env={k}={v}" for k, v in env.items()]
+
+
 @dataclass
 class FunctionContainer:
     """One function container under the RIE; ``invoke`` posts an event and returns (response, seconds)."""
@@ -103,17 +114,12 @@ class FunctionContainer:
     started_at: float = 0.0
 
     def start(self) -> FunctionContainer:
-        flags = ["--detach", "--read-only", f"--tmpfs=/tmp:rw,size={TMP_SIZE}", f"--user={LAMBDA_USER}"]
-        flags += [f"--memory={self.memory_mb}m", f"--memory-swap={self.memory_mb}m"]
+        flags = ["--detach", *lambda_constraints(self.memory_mb, self.cpus, self.env)]
         flags += [f"--publish=127.0.0.1::{RIE_PORT}"]
-        if self.cpus:
-            flags.append(f"--cpus={self.cpus}")
         if self.network:
             flags.append(f"--network={self.network}")
         if self.name:
             flags.append(f"--name={self.name}")
-        env = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb), **self.env}  # as Lambda sets it
-        flags += [f"--env={k}={v}" for k, v in env.items()]
         self.started_at = time.perf_counter()
         self.id = docker("run", *flags, self.image).stdout.strip()
         mapping = docker("port", self.id, f"{RIE_PORT}/tcp").stdout.split()[0]
