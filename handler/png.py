@@ -17,7 +17,6 @@ from isal import isal_zlib
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UP = 2  # PNG filter type: each byte minus the byte above it (mod 256)
 _GRAY, _PALETTE = 0, 3  # PNG colour types
-LEVELS = (0, 1, 2, 3)  # ISA-L's deflate levels: 0 fastest, 3 smallest
 
 
 def indexed(levels: np.ndarray, palette: bytes, level: int) -> bytes:
@@ -34,14 +33,13 @@ def gray16(levels: np.ndarray, level: int) -> bytes:
     """16-bit (H, W) → 16-bit grayscale PNG (samples big-endian, as PNG stores them)."""
     height, width = levels.shape
     rows = levels.astype(">u2", copy=False).view(np.uint8).reshape(height, 2 * width)
-    return _png(rows, 16, _GRAY, level, size=(width, height))
+    return _png(rows, 16, _GRAY, level)
 
 
-def _png(
-    rows: np.ndarray, bit_depth: int, colour_type: int, level: int, palette: bytes = b"", size: tuple = ()
-) -> bytes:
+def _png(rows: np.ndarray, bit_depth: int, colour_type: int, level: int, palette: bytes = b"") -> bytes:
+    """(H, row bytes) samples → PNG; one sample per pixel (gray or palette index), so width = row bytes / sample."""
     height, row_bytes = rows.shape
-    width, height = size or (row_bytes, height)
+    width = row_bytes // (bit_depth // 8)
     filtered = np.empty((height, row_bytes + 1), dtype=np.uint8)
     filtered[:, 0] = UP
     filtered[0, 1:] = rows[0]  # the first row's "above" is zeros
