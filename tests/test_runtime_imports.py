@@ -25,10 +25,7 @@ def loaded(names):
 
 events = json.loads(Path(sys.argv[1]).read_text())
 import handler.entry as entry
-class LambdaContext:  # what Powertools reads of Lambda's context
-    function_name, memory_limit_in_mb, aws_request_id = "depth", 2048, "probe"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:depth"
-
+from scripts.local_s3_invoke import Context as LambdaContext  # the local runs' Lambda context (stdlib only)
 seen = {"import": loaded(FORBIDDEN + WEB)}
 entry.lambda_handler(events["s3"], LambdaContext())
 seen["s3"] = loaded(FORBIDDEN + WEB)
