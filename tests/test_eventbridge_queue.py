@@ -100,11 +100,15 @@ def drain_with_workers(entry, lambda_context, sqs, queue: str, workers: int = 4)
     """Lambda's SQS poller, in threads: batches of 10 to the entry; processed messages deleted, failed ones made
     visible again at once (so that the redrive policy, not a clock, decides when they leave). Returns the batches."""
     batches = []
+    # One receive at a time, as Lambda's poller hands out batches: moto's queue is not safe under concurrent
+    # receives (two workers can get the same message, and the first one's receipt handle is then invalid).
+    receiving = threading.Lock()
 
     def worker() -> None:
         idle = 0
         while idle < 3:
-            got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=120)
+            with receiving:
+                got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=120)
             messages = got.get("Messages", [])
             if not messages:
                 idle += 1
