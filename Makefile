@@ -7,9 +7,12 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-bake.txt requirements-dev.txt
+# The requirements, then the project's own packages (pyproject.toml: handler, bake, localdev) as an editable install
+# without dependencies: importable by scripts and tests the standard way, a checkout's edits live.
+$(VENV)/.installed: requirements.txt requirements-bake.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 # The whole suite on moto, then the tests marked s3 (those that talk to S3 and SQS) again against LocalStack,

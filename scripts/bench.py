@@ -1,7 +1,7 @@
 """Benchmark: this project vs. the usual MiDaS CPU service, side by side on one machine, in one run.
 
 Baseline = what a typical MiDaS CPU service does: torch eager MidasNet_small from the same checkpoint, upstream's
-float64 preprocessing (scripts/upstream_reference.py), torch bicubic upsampling, OpenCV Inferno, cv2 PNG.
+float64 preprocessing (bake/upstream_reference.py), torch bicubic upsampling, OpenCV Inferno, cv2 PNG.
 Project = the Lambda entry (handler.entry: imports + verified ONNX model), invoked per request with an HTTP API event
 (POST /depth, raw JPEG body; the heatmap PNG comes back through Mangum, as on Lambda).
 
@@ -34,42 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from localdev.bench import MB_PER_VCPU, PRICE_GB_S, PRICE_REQUEST, SIZES, photo_like_jpeg
+from localdev.events import depth_event
 
-SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080), "4032x3024": (4032, 3024)}
+ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "preprocess", "inference", "upsample", "colormap", "encode")
 FORWARD_GFLOP = 6.9  # MidasNet_small at 256x192 (9.19 GFLOP at 256x256, scaled by the pixel count)
-# Lambda list prices (us-east-1, first pricing tier): $ per GB-second by architecture, $ per request; 1 vCPU per
-# 1769 MB.
-PRICE_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
-PRICE_REQUEST = 0.20 / 1e6
-MB_PER_VCPU = 1769
-
-
-# ------------------------------------------------------------------------------------------------ inputs
-
-
-def photo_like_jpeg(width: int, height: int, seed: int = 0) -> bytes:
-    """A JPEG with photo-like statistics (smooth shapes, texture, noise), so codecs work as on real photos."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 255, size=(max(2, height // 64), max(2, width // 64), 3), dtype=np.uint8)
-    img = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.int16)
-    img += rng.normal(0, 8, size=img.shape).astype(np.int16)
-    ok, buf = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return buf.tobytes()
-
-
-def depth_event(jpeg: bytes) -> dict:
-    """POST /depth with a raw JPEG body, as an HTTP API (v2) event (base64, as API Gateway sends it)."""
-    event = json.loads((ROOT / "events" / "api-depth-png.json").read_text())
-    event["headers"].update({"content-type": "image/jpeg", "content-length": str(len(jpeg))})
-    event["body"] = base64.b64encode(jpeg).decode()
-    return event
 
 
 # ------------------------------------------------------------------------------------------------ workers
@@ -106,11 +76,11 @@ class ProjectPipeline:
         self.data, self.event = b"", {}  # the current size's event only: the worker measures peak memory per size
 
     def run(self, data: bytes) -> tuple[bytes, dict[str, float]]:
-        from scripts.local_s3_invoke import Context  # the Lambda context of the local runs
+        from localdev.function import LambdaContext
 
         if data is not self.data:
             self.data, self.event = data, depth_event(data)
-        reply = self.entry.lambda_handler(self.event, Context())
+        reply = self.entry.lambda_handler(self.event, LambdaContext())
         if reply["statusCode"] != 200:
             raise SystemExit(f"POST /depth answered {reply['statusCode']}: {reply['body'][:300]}")
         return base64.b64decode(reply["body"]), self.timings
@@ -125,7 +95,7 @@ class BaselinePipeline:
         import mangum  # noqa: F401
         import torch
 
-        from scripts.bake_weights import build_model, load_state_dict
+        from bake.checkpoint import build_model, load_state_dict
 
         self.torch = torch
         self.model = build_model(load_state_dict(Path(checkpoint)))
@@ -134,7 +104,7 @@ class BaselinePipeline:
         import cv2
         import numpy as np
 
-        from scripts import upstream_reference as upstream
+        from bake import upstream_reference as upstream
 
         t, clock = {}, time.perf_counter
         t0 = clock()
@@ -370,15 +340,15 @@ def main() -> None:
         tmp = Path(scratch)
         checkpoint = args.checkpoint
         if not checkpoint:
-            from scripts import make_test_checkpoint
+            from bake.random_checkpoint import write_checkpoint
 
-            checkpoint = str(make_test_checkpoint.write_checkpoint(tmp / "checkpoint.pt"))
+            checkpoint = str(write_checkpoint(tmp / "checkpoint.pt"))
         model_dir = str(Path(args.model_dir).resolve()) if args.model_dir else None  # workers run from the repo
         if not model_dir:
-            from scripts import bake_weights
+            from bake.pipeline import bake
 
             model_dir = str(tmp / "model")
-            bake_weights.bake(Path(checkpoint), checkpoint, Path(model_dir))
+            bake(Path(checkpoint), checkpoint, Path(model_dir))
         images = tmp / "images.json"
         images.write_text(json.dumps({name: photo_like_jpeg(*wh).hex() for name, wh in SIZES.items()}))
 

@@ -3,7 +3,7 @@
 For each CPU share Lambda gives (``--cpus 0.58`` = 1024 MB, ``1.0`` = 1769 MB, ``1.16`` = 2048 MB, ``1.7`` =
 3008 MB, and no quota on this machine's 2 cores = 3538 MB; AWS_LAMBDA_FUNCTION_MEMORY_SIZE set to match, as Lambda
 sets it) a fresh
-container is started with Lambda's constraints (scripts/lambda_container.py: read-only root, tmpfs /tmp, non-root
+container is started with Lambda's constraints (localdev/lambda_container.py: read-only root, tmpfs /tmp, non-root
 user, memory capped at the MemorySize) and measured:
 
   init         in a fresh container, the import of handler.entry (settings, model loaded and verified): what
@@ -31,12 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.bench import PRICE_GB_S, PRICE_REQUEST, SIZES, depth_event, photo_like_jpeg  # noqa: E402
-from scripts.lambda_container import (  # noqa: E402
+from localdev.bench import PRICE_GB_S, PRICE_REQUEST, SIZES, photo_like_jpeg
+from localdev.events import depth_event
+from localdev.lambda_container import (
     FunctionContainer,
     build_context,
     build_image,
@@ -45,6 +42,7 @@ from scripts.lambda_container import (  # noqa: E402
     lambda_constraints,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 # Lambda's CPU share at a memory size (1769 MB = one vCPU), emulated with docker's --cpus; 3538 MB = 2 vCPUs =
 # this machine's two whole cores (no quota). (label, --cpus, MemorySize)
 CPU_SHARES = [
@@ -117,7 +115,7 @@ def check_answer(reply: dict) -> None:
 
 
 # Run inside a fresh container: seconds to import handler.entry (settings, model loaded and verified), i.e. the
-# function's init less the interpreter's own start (~20 ms; the container's start is docker's, not Lambda's).
+# function's init less the interpreter's own start (the container's start is docker's, not Lambda's).
 INIT_PROBE = "import time; t = time.perf_counter(); import handler.entry; print(round(time.perf_counter() - t, 3))"
 
 

@@ -18,14 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 WIDTH, HEIGHT = 4000, 3000  # 12 MP
 
@@ -34,7 +29,7 @@ def measure(model_dir: str, repeats: int) -> dict:
     from handler import geometry
     from handler.config import Settings
     from handler.core import DepthEstimator
-    from scripts.bench import photo_like_jpeg
+    from localdev.bench import photo_like_jpeg
 
     estimator = DepthEstimator.load(Settings(model_dir=model_dir))
     data = photo_like_jpeg(WIDTH, HEIGHT)
@@ -96,11 +91,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="midas-bench-points-") as scratch:
         model_dir = args.model_dir
         if not model_dir:
-            from scripts import bake_weights, make_test_checkpoint
+            from bake.pipeline import bake
+            from bake.random_checkpoint import write_checkpoint
 
-            checkpoint = make_test_checkpoint.write_checkpoint(Path(scratch) / "checkpoint.pt")
+            checkpoint = write_checkpoint(Path(scratch) / "checkpoint.pt")
             model_dir = str(Path(scratch) / "model")
-            bake_weights.bake(checkpoint, str(checkpoint), Path(model_dir))
+            bake(checkpoint, str(checkpoint), Path(model_dir))
         figures = measure(model_dir, args.repeats)
     print(f"{figures['image']} JPEG, {figures['points']} points (stride {figures['stride']}), {args.repeats} runs each")
     print(f"request (depth + heatmap): {figures['request_ms']:.0f} ms")

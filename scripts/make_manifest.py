@@ -16,11 +16,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from handler.imaging import IMAGE_EXTENSIONS  # noqa: E402
+from handler.imaging import IMAGE_EXTENSIONS
 
 
 def image_keys(client, bucket: str, prefix: str):

@@ -15,14 +15,10 @@ S3 endpoint, region and credentials come from the environment (``AWS_ENDPOINT_UR
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from urllib.parse import unquote
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from handler.outputs import KINDS  # noqa: E402
-from handler.s3io import S3Store  # noqa: E402
+from handler.outputs import KINDS
+from handler.s3io import S3Store
 
 # longest first: ".depth.png" before ".png"
 SUFFIXES = sorted((suffix for suffix, _ in KINDS.values()), key=len, reverse=True)

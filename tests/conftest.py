@@ -1,36 +1,30 @@
 """Shared fixtures: a real bake of an official-format checkpoint, a real S3 HTTP endpoint, real Lambda events.
 
-- ``baked_model_dir``: scripts/bake_weights.py run once per session on a checkpoint with the 482 official keys
-  and shapes (seeded random values).
+- ``baked_model_dir``: the bake (the ``bake`` package, what scripts/bake_weights.py runs) once per session on a
+  checkpoint with the 482 official keys and shapes (seeded random values).
 - ``s3_endpoint``: moto's ThreadedMotoServer on 127.0.0.1 (port 0), or the endpoint in ``AWS_ENDPOINT_URL``
   when one is set (e.g. a running LocalStack). Our code only ever makes plain ``boto3.client("s3")``.
 - ``entry``: the real Lambda entry module (handler.entry), imported once with the environment a deployment sets.
+
+Only fixtures live here: the helpers the tests share are in the ``support`` package (tests/support/).
 """
 
 from __future__ import annotations
 
-import base64
+import http.server
 import importlib
 import inspect
-import io
-import json
 import os
-import sys
-import urllib.parse
+import threading
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = Path(__file__).with_name("events")
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts import bake_weights, make_test_checkpoint  # noqa: E402
-from scripts.local_s3_invoke import Context  # noqa: E402
+from bake.checkpoint import build_model, load_state_dict
+from bake.pipeline import bake
+from bake.random_checkpoint import write_checkpoint
+from support import LambdaContext, encode, function_env, scene, start_moto
 
 # Credentials/region for the emulator only (set before anything creates a boto3 client).
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -65,21 +59,21 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(scope="session")
 def checkpoint_path(tmp_path_factory) -> Path:
     """A checkpoint with the 482 official keys/shapes (seeded random values)."""
-    return make_test_checkpoint.write_checkpoint(tmp_path_factory.mktemp("ckpt") / "midas_v21_small_256.pt", seed=0)
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "midas_v21_small_256.pt", seed=0)
 
 
 @pytest.fixture(scope="session")
 def baked_model_dir(checkpoint_path, tmp_path_factory) -> Path:
     """The real bake of the test checkpoint: model.onnx + manifest.json, made once per session."""
     out = tmp_path_factory.mktemp("baked") / "model"
-    bake_weights.bake(checkpoint_path, str(checkpoint_path), out)
+    bake(checkpoint_path, str(checkpoint_path), out)
     return out
 
 
 @pytest.fixture(scope="session")
 def torch_model(checkpoint_path):
     """The torch MidasNet_small loaded from the same checkpoint (the reference the ONNX path must match)."""
-    return bake_weights.build_model(bake_weights.load_state_dict(checkpoint_path))
+    return build_model(load_state_dict(checkpoint_path))
 
 
 @pytest.fixture(scope="session")
@@ -99,12 +93,7 @@ def s3_endpoint():
     if configured:
         yield configured
         return
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
+    server, url = start_moto()
     os.environ["AWS_ENDPOINT_URL"] = url
     try:
         yield url
@@ -163,35 +152,25 @@ def estimator(settings, depth_model):
     return DepthEstimator(settings, depth_model)
 
 
-def list_keys(s3, bucket: str, prefix: str = "") -> list[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
-
-
 # ------------------------------------------------------------------------------------------------ Lambda
-
-
-# What the Lambda runtime passes as ``context`` (the fields Powertools and Mangum read): the same class
-# `make invoke-s3` uses.
-LambdaContext = Context
 
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return LambdaContext()  # a fresh aws_request_id each time
+    """What the Lambda runtime passes as ``context``: the class `make invoke-s3` uses, a fresh aws_request_id."""
+    return LambdaContext()
 
 
 @pytest.fixture(scope="session")
 def entry(baked_model_dir, s3_endpoint, input_bucket, events_bucket, output_bucket):
     """handler.entry imported once, with the environment the SAM template gives the function."""
-    env = {
-        "MODEL_DIR": str(baked_model_dir),
-        "OUTPUT_BUCKET": output_bucket,
-        "OUTPUT_PREFIX": "depth/",
-        "ALLOWED_INPUT_BUCKETS": f"{input_bucket},{events_bucket}",
-        "UPLOAD_PREFIX": "uploads/",
-        "WRITE_RAW_DEPTH": "true",
-    }
+    env = function_env(
+        model_dir=baked_model_dir,
+        output_bucket=output_bucket,
+        input_buckets=f"{input_bucket},{events_bucket}",
+        OUTPUT_PREFIX="depth/",
+        WRITE_RAW_DEPTH="true",
+    )
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
@@ -202,30 +181,7 @@ def entry(baked_model_dir, s3_endpoint, input_bucket, events_bucket, output_buck
     return module
 
 
-def load_event(name: str) -> dict:
-    """A committed event payload from tests/events/ (``sam local generate-event`` payloads; third_party/: events
-    written by others, see its README.md)."""
-    return json.loads((EVENTS / name).read_text())
-
-
 # ------------------------------------------------------------------------------------------------ images
-
-
-def scene(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A smooth synthetic RGB scene (gradients + blobs) so depth maps vary across the image."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.empty((height, width, 3), np.float32)
-    for c in range(3):
-        fx, fy, phase = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 6.28)
-        img[..., c] = 127 + 60 * np.sin(xx / width * fx + phase) * np.cos(yy / height * fy) + 60 * (yy / height - 0.5)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def encode(rgb: np.ndarray, fmt: str = "JPEG", **params) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format=fmt, **params)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -233,46 +189,31 @@ def jpeg_640x480() -> bytes:
     return encode(scene(640, 480, seed=1), "JPEG", quality=90)
 
 
-def api_event(
-    kind: str, method: str, path: str, body: bytes | str | None = None, content_type: str | None = None, query: str = ""
-) -> dict:
-    """An API Gateway REST (v1), HTTP API (v2) or Function URL event built from the committed sam payloads."""
-    headers = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "user-agent": "pytest"}
-    if content_type:
-        headers["content-type"] = content_type
-    raw = body.encode() if isinstance(body, str) else body
-    encoded = base64.b64encode(raw).decode() if raw is not None else None
-    if kind == "v1":
-        event = load_event("apigw-v1-proxy.json")
-        event.update(
-            path=path,
-            httpMethod=method,
-            headers=headers,
-            multiValueHeaders={k: [v] for k, v in headers.items()},
-            queryStringParameters=dict(urllib.parse.parse_qsl(query)) or None,
-            multiValueQueryStringParameters=None,
-            pathParameters={"proxy": path.lstrip("/")},
-            body=encoded,
-            isBase64Encoded=raw is not None,
-        )
-        event["requestContext"].update(httpMethod=method, path=f"/prod{path}")
-        return event
-    event = load_event("apigw-v2-http.json")
-    event.update(rawPath=path, rawQueryString=query, headers=headers, body=encoded, isBase64Encoded=raw is not None)
-    event.pop("cookies", None)
-    event.pop("queryStringParameters", None)
-    if query:
-        event["queryStringParameters"] = dict(urllib.parse.parse_qsl(query))
-    event["requestContext"]["http"].update(method=method, path=path)
-    if kind == "function-url":
-        event["requestContext"].update(domainName="abc123.lambda-url.us-east-1.on.aws", domainPrefix="abc123")
-        event["requestContext"].pop("stage", None)
-        event["requestContext"].pop("authentication", None)
-        event["requestContext"].pop("authorizer", None)
-    return event
+# ------------------------------------------------------------------------------------------------ network
 
 
-def response_body(response: dict) -> bytes:
-    """The body of a Lambda proxy response, base64-decoded when flagged."""
-    body = response.get("body") or ""
-    return base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+@pytest.fixture
+def canary():
+    """A local HTTP server that counts the requests it gets: nothing may ever reach it."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.end_headers()
+            self.wfile.write(encode(scene(96, 64, seed=5)))
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

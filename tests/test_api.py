@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import encode, list_keys, scene
 from handler.config import Settings
 from handler.core import DepthEstimator
 from handler.http import create_app
 from handler.s3io import S3Store
+from support import encode, list_keys, scene
 
 
 def png_shape(data: bytes) -> tuple[int, ...]:

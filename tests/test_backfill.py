@@ -8,45 +8,27 @@ nothing, and a failed task is told apart as temporary (S3 unreachable: Batch Ope
 
 from __future__ import annotations
 
-import copy
 import csv
+import subprocess
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
 
-from conftest import encode, list_keys, load_event, scene
 from handler import batch
 from handler.objects import UNCHANGED
 from handler.s3io import S3Store
-from scripts import make_manifest
+from support import BATCH_SCHEMAS, ROOT, batch_event, encode, list_keys, load_event, scene
 
-SCHEMAS = {"1.0": "s3BatchOperationEventSchemaV1.json", "2.0": "s3BatchOperationEventSchemaV2.json"}
 TINY = encode(scene(32, 24, seed=3))  # the model's cost is the same for any size; small images keep S3 fast
 
 
-def batch_event(schema: str, bucket: str, keys: list[str]) -> dict:
-    """The documented event of ``schema`` with one task per key (keys URL-encoded, as in a CSV manifest)."""
-    event = load_event(f"third_party/powertools/{SCHEMAS[schema]}")
-    template = event["tasks"][0]
-    event["invocationId"] = uuid.uuid4().hex
-    event["tasks"] = []
-    for i, key in enumerate(keys):
-        task = copy.deepcopy(template)
-        task.update(taskId=f"task-{i}-{uuid.uuid4().hex[:6]}", s3Key=quote(key, safe="/"))
-        if schema == "1.0":
-            task["s3BucketArn"] = f"arn:aws:s3:::{bucket}"
-        else:
-            task["s3Bucket"] = bucket
-        event["tasks"].append(task)
-    return event
-
-
-@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("schema", BATCH_SCHEMAS)
 def test_the_documented_events_retargeted(schema, entry, lambda_context, s3, input_bucket, output_bucket):
     """The fixture's own task, pointed at an upload of the emulator: written, then unchanged."""
-    event = load_event(f"third_party/powertools/{SCHEMAS[schema]}")
+    event = load_event(f"third_party/powertools/{BATCH_SCHEMAS[schema]}")
     key = f"uploads/batch-doc-{schema}/photo 1+1.jpg"
     s3.put_object(Bucket=input_bucket, Key=key, Body=TINY)
     (task,) = event["tasks"]
@@ -70,7 +52,7 @@ def test_the_documented_events_retargeted(schema, entry, lambda_context, s3, inp
     assert entry.lambda_handler(event, lambda_context)["results"][0]["resultString"] == UNCHANGED
 
 
-@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("schema", BATCH_SCHEMAS)
 def test_each_task_gets_its_own_code_and_reason(schema, entry, lambda_context, s3, input_bucket, output_bucket):
     prefix = f"uploads/batch-mixed-{uuid.uuid4().hex[:6]}/"
     s3.put_object(Bucket=input_bucket, Key=prefix + "good.JPG", Body=TINY)
@@ -130,7 +112,11 @@ def test_a_1000_object_prefix_is_backfilled_once_with_a_report_per_task(
 
     # the manifest, as the script writes it: only images, keys URL-encoded
     manifest = tmp_path / "manifest.csv"
-    assert make_manifest.main(["--bucket", input_bucket, "--prefix", prefix, "--out", str(manifest)]) == 0
+    script = [sys.executable, "scripts/make_manifest.py"]
+    assert (
+        subprocess.run([*script, "--bucket", input_bucket, "--prefix", prefix, "--out", manifest], cwd=ROOT).returncode
+        == 0
+    )
     rows = list(csv.reader(manifest.read_text().splitlines()))
     assert len(rows) == 1000 and {b for b, _ in rows} == {input_bucket} and all(" " not in k for _, k in rows)
 

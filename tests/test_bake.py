@@ -6,7 +6,6 @@ import http.server
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,10 +16,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from bake import BakeError, checkpoint, cli, onnx_export, pipeline, random_checkpoint
 from handler import contract
-from scripts import bake_weights, make_test_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
+from handler.contract import sha256_file
+from support import ROOT, free_port
 
 
 def run_bake(*args: str) -> subprocess.CompletedProcess:
@@ -33,19 +32,19 @@ def test_manifest_records_what_was_baked(baked_model_dir, checkpoint_path):
     manifest = json.loads((baked_model_dir / "manifest.json").read_text())
     assert manifest["model"] == "MiDaS_small"
     assert manifest["source"] == checkpoint_path.name == "midas_v21_small_256.pt"  # the name, not the path
-    assert manifest["checkpoint_sha256"] == bake_weights.sha256_file(checkpoint_path)
-    assert manifest["onnx_sha256"] == bake_weights.sha256_file(baked_model_dir / "model.onnx")
+    assert manifest["checkpoint_sha256"] == sha256_file(checkpoint_path)
+    assert manifest["onnx_sha256"] == sha256_file(baked_model_dir / "model.onnx")
     assert manifest["opset"] >= 17
     assert manifest["preprocessing"] == contract.preprocessing()
     assert manifest["preprocessing"]["net_size"] == 256 and manifest["preprocessing"]["multiple_of"] == 32
     assert manifest["preprocessing"]["resize_method"] == "upper_bound"
     assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "geffnet"}
     parity = manifest["parity"]
-    assert [tuple(p["shape"]) for p in parity["inputs"]] == list(bake_weights.VERIFY_SHAPES)
+    assert [tuple(p["shape"]) for p in parity["inputs"]] == list(onnx_export.VERIFY_SHAPES)
     assert 0 < parity["max_rel_error"] <= parity["tolerance"] <= 1e-3
     optimized = manifest["optimized"]
-    assert optimized["sha256"] == bake_weights.sha256_file(baked_model_dir / "model.optimized.onnx")
-    assert optimized["data_sha256"] == bake_weights.sha256_file(baked_model_dir / "model.optimized.data")
+    assert optimized["sha256"] == sha256_file(baked_model_dir / "model.optimized.onnx")
+    assert optimized["data_sha256"] == sha256_file(baked_model_dir / "model.optimized.data")
     assert optimized["data_bytes"] > 60e6 > 1e6 > optimized["bytes"]  # the weights live apart from the graph
     assert optimized["onnxruntime"] == ort.__version__ and optimized["cpu_features"] == contract.cpu_features()
     assert optimized["probe_shape"] == list(contract.PROBE_SHAPE)
@@ -82,8 +81,8 @@ def test_onnx_matches_torch_on_shapes_the_bake_did_not_check(baked_model_dir, to
 
 def test_wrapped_checkpoint_bakes_to_the_same_bytes(tmp_path, baked_model_dir):
     """Upstream also saves {"model": state_dict, "optimizer": ...}; same weights → same model.onnx bytes."""
-    wrapped = make_test_checkpoint.write_checkpoint(tmp_path / "wrapped.pt", seed=0, wrapped=True)
-    manifest = bake_weights.bake(wrapped, str(wrapped), tmp_path / "model")
+    wrapped = random_checkpoint.write_checkpoint(tmp_path / "wrapped.pt", seed=0, wrapped=True)
+    manifest = pipeline.bake(wrapped, str(wrapped), tmp_path / "model")
     assert (tmp_path / "model" / "model.onnx").read_bytes() == (baked_model_dir / "model.onnx").read_bytes()
     assert manifest["onnx_sha256"] == json.loads((baked_model_dir / "manifest.json").read_text())["onnx_sha256"]
 
@@ -92,7 +91,7 @@ def test_cli_bake_with_pinned_sha256_replaces_an_existing_output(tmp_path, check
     out = tmp_path / "model"
     out.mkdir()
     (out / "stale.txt").write_text("from an older bake")
-    digest = bake_weights.sha256_file(checkpoint_path)
+    digest = sha256_file(checkpoint_path)
     result = run_bake("--checkpoint", str(checkpoint_path), "--sha256", digest.upper(), "--output", str(out))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
@@ -119,14 +118,14 @@ def test_cli_bake_with_pinned_sha256_replaces_an_existing_output(tmp_path, check
     ],
 )
 def test_manifest_source_is_a_url_or_a_file_name(source, recorded):
-    assert bake_weights.recorded_source(source) == recorded
+    assert checkpoint.recorded_source(source) == recorded
 
 
 # ------------------------------------------------------------------------------------------ failures
 
 
 def _bad_checkpoint(tmp_path: Path, mutate) -> Path:
-    state = make_test_checkpoint.make_state_dict(seed=1)
+    state = random_checkpoint.make_state_dict(seed=1)
     mutate(state)
     path = tmp_path / "bad.pt"
     torch.save(state, path)
@@ -148,7 +147,7 @@ def _bad_checkpoint(tmp_path: Path, mutate) -> Path:
 def test_strict_load_failures_name_the_keys(tmp_path, mutate, expected, capsys):
     path = _bad_checkpoint(tmp_path, mutate)
     out = tmp_path / "model"
-    assert bake_weights.main(["--checkpoint", str(path), "--output", str(out)]) == 1
+    assert cli.main(["--checkpoint", str(path), "--output", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("bake_weights: error: checkpoint does not match MidasNet_small")
     assert expected in err and "\n" not in err
@@ -158,9 +157,9 @@ def test_strict_load_failures_name_the_keys(tmp_path, mutate, expected, capsys):
 def test_wrong_sha256_names_both_digests(tmp_path, checkpoint_path, capsys):
     wrong = "0" * 64
     out = tmp_path / "model"
-    assert bake_weights.main(["--checkpoint", str(checkpoint_path), "--sha256", wrong, "--output", str(out)]) == 1
+    assert cli.main(["--checkpoint", str(checkpoint_path), "--sha256", wrong, "--output", str(out)]) == 1
     err = capsys.readouterr().err
-    assert wrong in err and bake_weights.sha256_file(checkpoint_path) in err
+    assert wrong in err and sha256_file(checkpoint_path) in err
     assert not out.exists()
 
 
@@ -177,12 +176,12 @@ def test_garbage_file_is_not_a_checkpoint(tmp_path):
 def test_checkpoint_of_the_wrong_kind(tmp_path, capsys):
     path = tmp_path / "list.pt"
     torch.save([1, 2, 3], path)
-    assert bake_weights.main(["--checkpoint", str(path), "--output", str(tmp_path / "model")]) == 1
+    assert cli.main(["--checkpoint", str(path), "--output", str(tmp_path / "model")]) == 1
     assert "holds no state dict of tensors" in capsys.readouterr().err
 
 
 def test_missing_checkpoint_file(tmp_path, capsys):
-    assert bake_weights.main(["--checkpoint", str(tmp_path / "nope.pt"), "--output", str(tmp_path / "m")]) == 1
+    assert cli.main(["--checkpoint", str(tmp_path / "nope.pt"), "--output", str(tmp_path / "m")]) == 1
     assert f"checkpoint not found: {tmp_path / 'nope.pt'}" in capsys.readouterr().err
 
 
@@ -195,22 +194,16 @@ def test_unwritable_output(tmp_path, checkpoint_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     out = blocker / "model"
-    assert bake_weights.main(["--checkpoint", str(checkpoint_path), "--output", str(out)]) == 1
+    assert cli.main(["--checkpoint", str(checkpoint_path), "--output", str(out)]) == 1
     assert "is not writable" in capsys.readouterr().err
 
 
 def test_parity_failure_is_reported(tmp_path, baked_model_dir, torch_model):
-    with pytest.raises(bake_weights.BakeError, match=r"parity failed at 64x256: max abs error .* max rel error"):
-        bake_weights.verify_parity(torch_model, baked_model_dir / "model.onnx", shapes=[(64, 256)], tolerance=0.0)
+    with pytest.raises(BakeError, match=r"parity failed at 64x256: max abs error .* max rel error"):
+        onnx_export.verify_parity(torch_model, baked_model_dir / "model.onnx", shapes=[(64, 256)], tolerance=0.0)
 
 
 # ------------------------------------------------------------------------------------------ download
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Server:
@@ -252,10 +245,10 @@ def release_server(checkpoint_path):
 def test_download_bakes_and_records_the_url(tmp_path, release_server, checkpoint_path, capsys):
     url = f"{release_server.url}/v2_1/midas_v21_small_256.pt"
     downloads, out = tmp_path / "downloads", tmp_path / "model"
-    assert bake_weights.main(["--url", url, "--download-dir", str(downloads), "--output", str(out)]) == 0
+    assert cli.main(["--url", url, "--download-dir", str(downloads), "--output", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["source"] == url
-    assert manifest["checkpoint_sha256"] == bake_weights.sha256_file(checkpoint_path)
+    assert manifest["checkpoint_sha256"] == sha256_file(checkpoint_path)
     assert [p.name for p in downloads.iterdir()] == ["midas_v21_small_256.pt"]
     assert "100.0%" in capsys.readouterr().err  # the progress bar reached the end
 
@@ -267,7 +260,7 @@ def test_download_bakes_and_records_the_url(tmp_path, release_server, checkpoint
 def test_failed_download_leaves_nothing(tmp_path, release_server, path, message, capsys):
     downloads, out = tmp_path / "downloads", tmp_path / "model"
     url = f"{release_server.url}/v2_1/{path}"
-    assert bake_weights.main(["--url", url, "--download-dir", str(downloads), "--output", str(out)]) == 1
+    assert cli.main(["--url", url, "--download-dir", str(downloads), "--output", str(out)]) == 1
     err = capsys.readouterr().err
     assert message in err
     assert_offline_ways_named(err)
@@ -290,7 +283,7 @@ def assert_offline_ways_named(stderr: str) -> None:
 )
 def test_unreachable_url_names_the_offline_ways(tmp_path, release_server, where):
     url = {
-        "refused": f"http://127.0.0.1:{_free_port()}/midas_v21_small_256.pt",
+        "refused": f"http://127.0.0.1:{free_port()}/midas_v21_small_256.pt",
         "dns": "http://midas-bake-test.invalid/midas_v21_small_256.pt",  # .invalid never resolves (RFC 2606)
         "404": f"{release_server.url}/v2_1/missing.pt",
     }[where]
@@ -307,16 +300,16 @@ def test_unreachable_url_names_the_offline_ways(tmp_path, release_server, where)
 def test_the_offline_ways_work(tmp_path):
     """The commands the hint names exist as written: make_test_checkpoint.py's CLI writes a checkpoint the bake
     loads strictly, and `make bake BAKE_CHECKPOINT=...` bakes that file."""
-    command = re.search(r"\.venv/bin/python (scripts/make_test_checkpoint\.py) (\S+),", bake_weights.OFFLINE_HINT)
+    command = re.search(r"\.venv/bin/python (scripts/make_test_checkpoint\.py) (\S+),", checkpoint.OFFLINE_HINT)
     assert command and command[2] == "/tmp/midas_test.pt"
     demo = tmp_path / "midas_test.pt"  # the hint's path, moved under tmp_path
     made = subprocess.run([sys.executable, str(ROOT / command[1]), str(demo)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
-    bake_weights.build_model(bake_weights.load_state_dict(demo))  # the strict load a bake does
+    checkpoint.build_model(checkpoint.load_state_dict(demo))  # the strict load a bake does
     if shutil.which("make") is None:
         pytest.skip("needs make")
     for value in ("PATH", "/tmp/midas_test.pt"):
-        assert f"make bake BAKE_CHECKPOINT={value}" in bake_weights.OFFLINE_HINT
+        assert f"make bake BAKE_CHECKPOINT={value}" in checkpoint.OFFLINE_HINT
     dry = subprocess.run(
         ["make", "-n", "bake", f"BAKE_CHECKPOINT={demo}"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )

@@ -2,9 +2,9 @@
 
 That path installs CPU torch from PyTorch's index inside the build, which this machine cannot reach, so the real
 image build cannot exercise it here (tests/test_image.py builds the image for real in prebaked mode). Instead the
-bake stage's RUN script runs as Docker would run it (/bin/sh -c, its ARGs in the environment, WORKDIR as cwd) in a
-directory holding what its COPY instructions bring, with the bake's own dependencies from .venv; only the absolute
-/model and /tmp/checkpoints are moved into that directory.
+bake stage's RUN script runs as Docker would run it (/bin/sh -c, its ENV and ARGs in the environment, WORKDIR as
+cwd) in a directory holding what its COPY instructions bring, with the bake's own dependencies from .venv; only the
+absolute /model and /tmp/checkpoints (and /build in ENV) are moved into that directory.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 DOCKERFILE = ROOT / "layer" / "Dockerfile"
 # Set by the Lambda base image (public.ecr.aws/lambda/python:3.12), used in the Dockerfile.
 BASE_IMAGE_ENV = {"LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime"}
@@ -154,7 +155,9 @@ class BakeSandbox:
         for absolute in ("/tmp/checkpoints", "/model"):
             script = re.sub(rf"(?<![\w/.]){re.escape(absolute)}\b", str(self.root / absolute.lstrip("/")), script)
         python_bin = str(Path(sys.executable).parent)  # .venv: the bake's requirements (torch, geffnet, onnx)
-        env = _clean_env(**{**self.stage.args, **args}, HOME=str(self.root / "home"))
+        # the stage's ENV as Docker gives it to RUN, absolute paths (PYTHONPATH=/build) moved under the sandbox
+        stage_env = {k: str(self.root) + v if v.startswith("/") else v for k, v in self.stage.env.items()}
+        env = _clean_env(**stage_env, **{**self.stage.args, **args}, HOME=str(self.root / "home"))
         env["PATH"] = f"{python_bin}:{env['PATH']}"
         return subprocess.run(["/bin/sh", "-c", script], cwd=self.workdir, env=env, capture_output=True, text=True)
 

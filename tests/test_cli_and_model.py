@@ -14,14 +14,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from conftest import encode, scene
 from handler.config import Settings
 from handler.contract import sha256_file
 from handler.errors import ModelUnavailable
 from handler.imaging import read_pfm
 from handler.model import DepthModel, available_cpus
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT, encode, scene
 
 
 def run_cli(*args: str, env_model_dir: Path | None = None) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,15 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import ROOT, encode, scene
+from support import ROOT, encode, free_port, function_env, scene
 
 CLIENTS = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fetch(url: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, str, bytes]:
@@ -40,13 +33,11 @@ def fetch(url: str, body: bytes | None = None, content_type: str | None = None) 
 @pytest.fixture(scope="module")
 def server(baked_model_dir, s3_endpoint, input_bucket, output_bucket, tmp_path_factory):
     """``uvicorn --factory handler.entry:http_app`` with a deployment's environment; yields (URL, log path)."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("uvicorn") / "server.log"
     env = {
         **os.environ,
-        "MODEL_DIR": str(baked_model_dir),
-        "OUTPUT_BUCKET": output_bucket,
-        "ALLOWED_INPUT_BUCKETS": input_bucket,
+        **function_env(model_dir=baked_model_dir, output_bucket=output_bucket, input_buckets=input_bucket),
         "AWS_ENDPOINT_URL": s3_endpoint,
         "POWERTOOLS_LOG_LEVEL": "INFO",  # the one "model loaded" line is what the test counts
     }

@@ -1,4 +1,4 @@
-"""Every command the documents show runs, so none can rot (tests/doc_commands.py finds and tags them).
+"""Every command the documents show runs, so none can rot (tests/support/doc_commands.py finds and tags them).
 
 ``serve`` blocks run with bash (``set -euo pipefail``) against a real ``make serve`` stack: scripts/serve_local.py
 as a subprocess on free ports (``PORT``, ``S3_PORT``), serving the suite's baked test model. Each block runs in a
@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-import doc_commands
-from doc_commands import ROOT, Block
-from serve_stack import ServeStack
-from serve_stack import serve_stack as serve_stack_of
+from support import doc_commands
+from support.doc_commands import ROOT, Block
+from support.serve_stack import ServeStack
+from support.serve_stack import serve_stack as serve_stack_of
 
 DOC_API = "http://127.0.0.1:8000"
 DOC_S3 = "http://127.0.0.1:9000"

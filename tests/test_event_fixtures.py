@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import EVENTS, encode, list_keys, load_event, response_body, scene
 from handler import events
 from handler.errors import UnsupportedEvent
 from handler.logs import SERVICE
 from handler.s3 import RecordsFailed
+from support import EVENTS, encode, list_keys, load_event, response_body, scene
 
 THIRD_PARTY = EVENTS / "third_party"
 Logged = Callable[[], list[logging.LogRecord]]  # the function's error log records so far

@@ -11,17 +11,16 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
 import yaml
 
-from conftest import encode, list_keys, load_event, scene
 from handler.objects import UNCHANGED
 from handler.s3 import RecordsFailed
+from support import ROOT, api_event, encode, eventbridge_event, list_keys, scene, sqs_event
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "template.yaml"
+TEMPLATE = ROOT / "infra" / "template.yaml"
 TINY = encode(scene(32, 24, seed=5))
 
 
@@ -79,21 +78,6 @@ def routed_bucket(s3, sqs, events_bucket):
     events.remove_targets(Rule=rule, Ids=["ingest-queue"])
     events.delete_rule(Name=rule)
     s3.put_bucket_notification_configuration(Bucket=events_bucket, NotificationConfiguration={})
-
-
-def sqs_event(messages: list[dict]) -> dict:
-    template = load_event("sqs-receive.json")["Records"][0]
-    return {
-        "Records": [
-            {
-                **copy.deepcopy(template),
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-            }
-            for m in messages
-        ]
-    }
 
 
 def drain_with_workers(entry, lambda_context, sqs, queue: str, workers: int = 4) -> int:
@@ -195,15 +179,6 @@ def test_queue_mode_through_eventbridge_processes_every_upload_once(
     assert sorted(json.loads(m["Body"])["detail"]["object"]["key"] for m in dead) == sorted(broken)
 
 
-def eventbridge_event(bucket: str, key: str, detail_type: str = "Object Created") -> dict:
-    event = load_event("third_party/powertools/s3EventBridgeNotificationObjectCreatedEvent.json")
-    event["detail-type"] = detail_type
-    event["detail"]["bucket"]["name"] = bucket
-    event["detail"]["object"]["key"] = key
-    event["detail"]["object"].pop("etag")
-    return event
-
-
 def test_eventbridge_events_straight_to_the_entry(entry, lambda_context, s3, input_bucket, output_bucket):
     key = f"uploads/eb-{uuid.uuid4().hex[:6]}/a b+c é.Jpg"
     s3.put_object(Bucket=input_bucket, Key=key, Body=TINY)
@@ -251,7 +226,5 @@ def test_each_invocation_prints_its_metrics_in_the_embedded_metric_format(
     assert written["ImagesWritten"] == [1.0] and written["Megapixels"] == [round(32 * 24 / 1e6, 3)]
     assert unchanged["ImagesUnchanged"] == [1.0] and "LatencyTotal" not in unchanged
     # an HTTP invocation records nothing: nothing printed on the API's hot path
-    from conftest import api_event
-
     entry.lambda_handler(api_event("v2", "GET", "/health"), lambda_context)
     assert '{"_aws"' not in capsys.readouterr().out

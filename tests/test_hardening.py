@@ -8,14 +8,9 @@ a moto server that the test stops mid-run (or slows down, or restarts), and moto
 
 from __future__ import annotations
 
-import base64
 import copy
-import http.server
 import json
-import os
 import random
-import struct
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -25,9 +20,7 @@ from dataclasses import dataclass
 import pytest
 from mangum import Mangum
 from pydantic import ValidationError
-from test_s3_trigger import s3_event
 
-from conftest import ROOT, api_event, encode, list_keys, load_event, response_body, scene
 from handler import s3 as s3_trigger
 from handler.config import Settings
 from handler.core import DepthEstimator
@@ -36,20 +29,23 @@ from handler.http import create_app
 from handler.objects import UNCHANGED
 from handler.s3 import RecordsFailed
 from handler.s3io import S3Store
-from scripts.soak import multipart, png_claiming
-
-KINDS = ["v1", "v2", "function-url"]
-
+from support import (
+    API_KINDS,
+    assert_clean_error,
+    b64,
+    call,
+    encode,
+    jpeg_claiming,
+    list_keys,
+    load_event,
+    multipart,
+    png_claiming,
+    s3_event,
+    scene,
+    start_moto,
+)
 
 # ------------------------------------------------------------------------------------------------ inputs
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A small baseline JPEG whose frame header (SOF0) is rewritten to claim width x height pixels."""
-    data = bytearray(encode(scene(16, 16)))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
 
 
 JPEG = encode(scene(96, 64, seed=5))
@@ -66,43 +62,7 @@ STATUS = {"invalid_image": 400, "too_many_pixels": 413}
 WORDS = {"invalid_image": (), "too_many_pixels": ("50000x50000", "the limit is 16777216 pixels on the HTTP API")}
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-def call(
-    handler, context, kind: str, method: str, path: str, body=None, content_type: str | None = None, query: str = ""
-) -> Answer:
-    response = handler(api_event(kind, method, path, body, content_type, query), context)
-    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
-    return Answer(response["statusCode"], headers, response_body(response))
-
-
-def assert_clean_error(answer: Answer, status: int, code: str, *words: str) -> dict:
-    """A JSON error body naming the problem, with no stack trace, no internal path and no internal endpoint."""
-    assert answer.status == status, answer.body[:500]
-    assert answer.headers["content-type"].startswith("application/json")
-    body = answer.json()
-    assert body["status"] == "error" and body["error"] == code, body
-    for word in words:
-        assert word in body["message"], body
-    text = answer.body.decode()
-    for leak in ("Traceback", 'File "', str(ROOT), "site-packages", "/tmp/", os.environ.get("AWS_ENDPOINT_URL", "@")):
-        assert leak not in text, f"{leak!r} leaked: {text[:300]}"
-    return body
 
 
 def health(handler, context) -> dict:
@@ -251,7 +211,7 @@ BAD_REQUESTS = {
 @pytest.mark.parametrize("name", list(BAD_REQUESTS))
 def test_bad_request_through_the_entry(name, entry, lambda_context, s3, output_bucket, input_bucket, bad_objects):
     bad = BAD_REQUESTS[name]
-    kind = KINDS[list(BAD_REQUESTS).index(name) % len(KINDS)]
+    kind = API_KINDS[list(BAD_REQUESTS).index(name) % len(API_KINDS)]
     body = bad.body(bad_objects, input_bucket) if callable(bad.body) else bad.body
     body = _json(body) if isinstance(body, dict) else body
     before_keys, before = list_keys(s3, output_bucket), health(entry.lambda_handler, lambda_context)
@@ -402,9 +362,6 @@ class OwnS3:
     """
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self._cls = ThreadedMotoServer
         self.port = 0
         self.server = None
         self.seen: list[tuple[str, str]] = []
@@ -412,8 +369,7 @@ class OwnS3:
         self.start()
 
     def start(self) -> None:
-        self.server = self._cls(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
+        self.server, _ = start_moto(self.port)
         self.port = self.server.get_host_and_port()[1]
         wsgi = self.server._server  # werkzeug's server: it looks its .app up for every request
         app = wsgi.app
@@ -695,33 +651,6 @@ def test_unexpected_s3_error_is_502(entry, lambda_context, s3, input_bucket, out
 
 
 # ------------------------------------------------------------------------------------------------ security
-
-
-@pytest.fixture
-def canary():
-    """A local HTTP server that counts the requests it gets: nothing may ever reach it."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.end_headers()
-            self.wfile.write(JPEG)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_no_endpoint_fetches_a_url(entry, lambda_context, canary):

@@ -1,6 +1,6 @@
 """The real container image: ``docker build -f layer/Dockerfile``, run as Lambda runs it, driven by SAM.
 
-- The image is built from the repo's tracked files plus the suite's baked model (scripts/lambda_container.py) on
+- The image is built from the repo's tracked files plus the suite's baked model (localdev/lambda_container.py) on
   the Lambda base image (the real one where it can be pulled, else the local stand-in: ``make base-image``).
 - It runs under the base image's Runtime Interface Emulator with a read-only root filesystem, ``/tmp`` as tmpfs,
   a non-root user and the template's MemorySize, against an S3 emulator container on a Docker network of its own;
@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -30,9 +29,7 @@ from urllib.parse import unquote_plus
 import pytest
 from PIL import Image
 
-import doc_commands
-from conftest import api_event, encode, list_keys, load_event, response_body, scene
-from scripts.lambda_container import (
+from localdev.lambda_container import (
     BASE_IMAGE,
     FunctionContainer,
     S3Emulator,
@@ -43,10 +40,22 @@ from scripts.lambda_container import (
     image_size,
     layer_sizes,
 )
+from support import (
+    CREDENTIALS,
+    ROOT,
+    api_event,
+    doc_commands,
+    encode,
+    free_port,
+    function_env,
+    list_keys,
+    load_event,
+    response_body,
+    scene,
+)
 
 pytestmark = pytest.mark.image
 
-ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 TAG = "midas-depth:test"
 NETWORK = "midas-local"  # the network docs/local-aws.md runs sam local on
@@ -138,16 +147,12 @@ def emu(s3_emulator):
     return {"s3": s3, "sqs": sqs, "queue_url": queue_url}
 
 
-def function_env(emulator: S3Emulator) -> dict[str, str]:
+def container_env(emulator: S3Emulator) -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL": emulator.inner_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "OUTPUT_BUCKET": OUTPUT_BUCKET,
-        "ALLOWED_INPUT_BUCKETS": INPUT_BUCKET,
-        "UPLOAD_PREFIX": "uploads/",
+        **CREDENTIALS,
+        "AWS_REGION": CREDENTIALS["AWS_DEFAULT_REGION"],
+        **function_env(output_bucket=OUTPUT_BUCKET, input_buckets=INPUT_BUCKET),
     }
 
 
@@ -155,7 +160,7 @@ def function_env(emulator: S3Emulator) -> dict[str, str]:
 def function(image, s3_emulator, emu):
     """The image as Lambda runs it: read-only root, tmpfs /tmp, non-root, MemorySize, 2048 MB's CPU share."""
     memory = template_memory_size()
-    container = FunctionContainer(image, env=function_env(s3_emulator), memory_mb=memory, cpus=round(memory / 1769, 2))
+    container = FunctionContainer(image, env=container_env(s3_emulator), memory_mb=memory, cpus=round(memory / 1769, 2))
     container.network = NETWORK
     with container:
         yield container
@@ -269,7 +274,7 @@ def test_health_under_the_emulator(function, kind):
 
 def test_quota_alone_sets_the_threads(image, s3_emulator):
     """Without Lambda's memory variable, the cgroup CPU quota (v1 or v2, whichever this host has) still counts."""
-    env = {**function_env(s3_emulator), "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": ""}
+    env = {**container_env(s3_emulator), "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": ""}
     with FunctionContainer(image, env=env, cpus=1.0, network=NETWORK) as container:
         reply, _ = container.invoke(api_event("v2", "GET", "/health"))
     assert json.loads(response_body(reply))["threads"] == 1
@@ -434,12 +439,6 @@ def test_sam_local_invoke_api_events(sam_built, sam_env_file, event_file):
         source = json.loads((ROOT / event_file).read_text())["body"]
         with Image.open(io.BytesIO(base64.b64decode(source))) as img:
             assert png_size(response_body(reply)) == img.size
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

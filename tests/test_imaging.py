@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, scene
+from bake import upstream_reference as upstream
 from handler import imaging
 from handler.colormaps import PALETTES
 from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
-from scripts import upstream_reference as upstream
-from scripts.soak import png_claiming
+from support import encode, png_claiming, scene
 
 LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_pixels": 50_000_000}
 

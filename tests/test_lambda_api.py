@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import api_event, encode, response_body, scene
+from support import api_event, encode, load_event, response_body, scene
 
 KINDS = ["v1", "v2", "function-url"]
 
@@ -67,8 +67,6 @@ def test_health_and_errors_through_the_entry(entry, lambda_context, kind):
 
 def test_committed_sam_api_events_are_handled(entry, lambda_context):
     """The sam-generated payloads as committed (no edits) get clear JSON errors, not a crash."""
-    from conftest import load_event
-
     for name, status, code in (
         ("apigw-v1-proxy.json", 415, "unsupported_media_type"),  # POST /depth without Content-Type
         ("apigw-v2-http.json", 404, "not_found"),  # POST /path/to/resource

@@ -7,14 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import encode, scene
+from support import ROOT, encode, scene
 
-ROOT = Path(__file__).resolve().parents[1]
 INVOKE_TIMEOUT = 180  # seconds; includes the model load on a busy 2-core machine
 
 

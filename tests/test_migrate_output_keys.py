@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
-from conftest import list_keys
 from handler import outputs
-from scripts import migrate_output_keys
+from support import ROOT, list_keys
+
+
+def migrate(*args: str) -> str:
+    """scripts/migrate_output_keys.py as the docs run it (against this session's endpoint); its stdout."""
+    done = subprocess.run(
+        [sys.executable, "scripts/migrate_output_keys.py", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def put_output(s3, bucket: str, key: str, source_key: str, body: bytes) -> None:
@@ -14,7 +24,7 @@ def put_output(s3, bucket: str, key: str, source_key: str, body: bytes) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=meta)
 
 
-def test_older_outputs_move_to_their_current_keys(s3, capsys):
+def test_older_outputs_move_to_their_current_keys(s3):
     bucket = f"midas-migrate-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     put_output(s3, bucket, "depth/uploads/café terrace.png", "uploads/café terrace.jpg", b"heatmap-1")
@@ -27,12 +37,11 @@ def test_older_outputs_move_to_their_current_keys(s3, capsys):
     put_output(s3, bucket, "depth/api/0123-inferno.png", "", b"api")
     before = list_keys(s3, bucket)
 
-    assert migrate_output_keys.main(["--bucket", bucket, "--dry-run"]) == 0
+    out = migrate("--bucket", bucket, "--dry-run")
     assert list_keys(s3, bucket) == before
-    assert "would rename 4, already current 2, left 1" in capsys.readouterr().out
+    assert "would rename 4, already current 2, left 1" in out
 
-    assert migrate_output_keys.main(["--bucket", bucket]) == 0
-    out = capsys.readouterr().out
+    out = migrate("--bucket", bucket)
     assert "move depth/uploads/café terrace.png -> depth/uploads/café terrace.jpg.png" in out
     assert "delete superseded depth/uploads/redone.png" in out and "left depth/uploads/long.png" in out
     assert list_keys(s3, bucket) == sorted(
@@ -50,5 +59,4 @@ def test_older_outputs_move_to_their_current_keys(s3, capsys):
     assert body["Body"].read() == b"heatmap-1" and body["Metadata"]["source-key"] == "uploads/caf%C3%A9 terrace.jpg"
     assert s3.get_object(Bucket=bucket, Key="depth/uploads/redone.jpg.png")["Body"].read() == b"newer"
 
-    assert migrate_output_keys.main(["--bucket", bucket]) == 0  # a second run has nothing to do
-    assert "renamed 0, already current 5, left 1" in capsys.readouterr().out
+    assert "renamed 0, already current 5, left 1" in migrate("--bucket", bucket)  # a second run has nothing to do

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_s3_trigger import s3_event
 
-from conftest import ROOT, encode, list_keys, scene
 from handler import geometry, pointcloud
 from handler.config import Settings
 from handler.core import DepthEstimator
 from handler.http import create_app
 from handler.s3io import S3Store
+from support import ROOT, encode, list_keys, s3_event, scene
 
 FOCAL_35MM = 35
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import encode, scene
+from bake import upstream_reference as upstream
 from handler import imaging, preprocess
-from scripts import upstream_reference as upstream
+from support import encode, scene
 
 SIZES = [(640, 480), (480, 640), (1920, 1080), (4032, 3024), (100, 100), (300, 40), (257, 255), (1000, 999)]
 
@@ -79,8 +79,6 @@ def test_bands_hold_every_weight_of_the_dense_matrix():
 @pytest.mark.parametrize(("width", "height"), [(640, 480), (375, 500)])
 def test_end_to_end_depth_matches_the_torch_pipeline(estimator, torch_model, width, height):
     """ONNX path (bytes in, our preprocessing, ORT, cv2 bicubic) vs upstream run.py on the same pixels."""
-    from conftest import encode
-
     data = encode(scene(width, height, seed=5), "PNG")  # lossless so both sides see identical pixels
     ours = estimator.estimate(data).depth
     ref = upstream.predict(torch_model, scene(width, height, seed=5))

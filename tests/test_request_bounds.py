@@ -13,16 +13,15 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from test_hardening import JPEG, KINDS, Answer, assert_clean_error, b64, call, canary, jpeg_claiming  # noqa: F401
 
-from conftest import encode, scene
 from handler.config import Settings
 from handler.core import DepthEstimator
 from handler.headers import API_POLICY
 from handler.http import create_app
 from handler.s3io import S3Store
-from scripts.soak import multipart
+from support import API_KINDS, Answer, assert_clean_error, b64, call, encode, jpeg_claiming, multipart, scene
 
+JPEG = encode(scene(96, 64, seed=5))
 MARKER = "ZQXJmarker"  # a caller-chosen string that no reply may contain
 REPLY_LIMIT = 4096
 MB5 = 5 * 1024 * 1024
@@ -45,7 +44,7 @@ def bounded(answer: Answer, status: int, code: str) -> dict:
 # ------------------------------------------------------------------------------------------------ bounded errors
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", API_KINDS)
 def test_five_megabytes_of_unknown_keys_answer_in_a_few_hundred_bytes(entry, lambda_context, kind):
     body = unknown_keys_body(MB5)
     assert len(body) > 5_000_000
@@ -55,7 +54,7 @@ def test_five_megabytes_of_unknown_keys_answer_in_a_few_hundred_bytes(entry, lam
     reply = bounded(answer, 422, "validation_error")
     assert "unknown fields; allowed: image, s3, output, include_depth, colormap" in reply["message"]
     assert str((MB5 - 2) // len(f'"{MARKER}0000000":1,')) in reply["message"]  # counted, not listed
-    # Before bounding, this request took 6 s and answered 46 MB; the figure against 0.5 s is the benchmark's.
+    # A loose bound against a return of the unbounded reply (seconds, tens of MB); the speed target is the benchmark's.
     assert seconds < 3, seconds
 
 
@@ -128,7 +127,7 @@ def test_multipart_with_many_fields_is_refused_briefly(entry, lambda_context):
 
 
 @pytest.fixture
-def counting_s3(monkeypatch, canary, depth_model, baked_model_dir, input_bucket):  # noqa: F811  (canary is a fixture)
+def counting_s3(monkeypatch, canary, depth_model, baked_model_dir, input_bucket):
     """An app whose S3 endpoint is a server that counts requests, and those requests."""
     url, hits = canary
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", url)
@@ -176,7 +175,7 @@ def test_configured_prefixes_replace_the_upload_prefix(depth_model, baked_model_
 def test_http_pixel_cap_is_lower_than_the_s3_paths(entry, lambda_context):
     settings = entry.estimator.settings
     assert settings.http_max_pixels == 4096 * 4096 < settings.max_image_pixels == 50_000_000
-    for kind in KINDS:
+    for kind in API_KINDS:
         answer = call(
             entry.lambda_handler, lambda_context, kind, "POST", "/depth", jpeg_claiming(5000, 4000), "image/jpeg"
         )
@@ -216,7 +215,7 @@ SECURITY_HEADERS = {
         ("GET", "/openapi.json", None, None, 200),
     ],
 )
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", API_KINDS)
 def test_every_api_response_carries_the_security_headers(
     entry, lambda_context, kind, method, path, body, content_type, status
 ):

@@ -9,9 +9,7 @@ import os
 import subprocess
 import sys
 
-from test_s3_trigger import s3_event
-
-from conftest import ROOT, api_event, list_keys
+from support import ROOT, api_event, function_env, list_keys, s3_event
 
 FORBIDDEN = ("torch", "torchvision", "cv2", "timm", "geffnet", "onnx")  # onnx: the bake's, not onnxruntime
 WEB = ("fastapi", "starlette", "mangum")
@@ -25,7 +23,7 @@ def loaded(names):
 
 events = json.loads(Path(sys.argv[1]).read_text())
 import handler.entry as entry
-from scripts.local_s3_invoke import Context as LambdaContext  # the local runs' Lambda context (stdlib only)
+from localdev.function import LambdaContext  # the local runs' Lambda context (stdlib only)
 seen = {"import": loaded(FORBIDDEN + WEB)}
 entry.lambda_handler(events["s3"], LambdaContext())
 seen["s3"] = loaded(FORBIDDEN + WEB)
@@ -48,9 +46,7 @@ def test_no_torch_or_opencv_and_s3_events_skip_the_web_stack(
     events.write_text(json.dumps({"s3": s3_event(input_bucket, key), "http": http}))
     env = {
         **os.environ,
-        "MODEL_DIR": str(baked_model_dir),
-        "OUTPUT_BUCKET": output_bucket,
-        "ALLOWED_INPUT_BUCKETS": input_bucket,
+        **function_env(model_dir=baked_model_dir, output_bucket=output_bucket, input_buckets=input_bucket),
         "AWS_ENDPOINT_URL": s3_endpoint,
         "POWERTOOLS_LOG_LEVEL": "ERROR",
         "PYTHONPATH": str(ROOT),

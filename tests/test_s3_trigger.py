@@ -10,10 +10,10 @@ from urllib.parse import quote, quote_plus
 import numpy as np
 import pytest
 
-from conftest import encode, list_keys, load_event, scene
 from handler.imaging import read_pfm
 from handler.objects import UNCHANGED, process_object
 from handler.s3 import RecordsFailed
+from support import encode, list_keys, load_event, s3_event, scene
 
 AWKWARD_KEYS = [
     "uploads/my photo (1).jpg",
@@ -106,19 +106,6 @@ def test_an_sqs_record_without_a_message_id_does_not_fail_the_others(entry, lamb
     test_event = {**copy.deepcopy(template), "messageId": "test", "body": json.dumps({"Event": "s3:TestEvent"})}
     result = entry.lambda_handler({"Records": [nameless, test_event]}, lambda_context)
     assert result == {"batchItemFailures": [{"itemIdentifier": ""}]}  # Lambda retries the batch: nothing is lost
-
-
-def s3_event(bucket: str, *keys: str, event_name: str = "ObjectCreated:Put") -> dict:
-    """The committed `sam local generate-event s3 put` payload, retargeted (keys encoded as AWS does)."""
-    template = load_event("s3-put.json")["Records"][0]
-    records = []
-    for key in keys:
-        record = copy.deepcopy(template)
-        record["eventName"] = event_name
-        record["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
-        record["s3"]["object"]["key"] = quote_plus(key, safe="/")
-        records.append(record)
-    return {"Records": records}
 
 
 KEY_ENCODINGS = {  # how each sender writes s3.object.key in its notifications

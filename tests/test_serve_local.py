@@ -26,9 +26,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, encode, list_keys, scene
-from scripts import bake_weights, serve_local
-from serve_stack import ServeStack, free_port, serve_stack
+from bake import cli as bake_cli
+from localdev import serve as serve_local
+from support import ROOT, encode, free_port, list_keys, scene
+from support.serve_stack import ServeStack, serve_stack
 
 TRIGGER_TIMEOUT = 60
 
@@ -215,8 +216,8 @@ def queue_depth(sqs, queue_url: str) -> int:
 def test_serve_without_a_model_offline_exits_with_the_bakes_error(monkeypatch, tmp_path, capsys):
     """No model and no network: serve stops with the bake's one-line error before it starts anything."""
     closed = free_port()
-    monkeypatch.setattr(bake_weights.contract, "OFFICIAL_CHECKPOINT_URL", f"http://127.0.0.1:{closed}/m.pt")
-    monkeypatch.setattr(bake_weights, "DEFAULT_DOWNLOAD_DIR", tmp_path / "downloads")
+    monkeypatch.setattr(bake_cli.contract, "OFFICIAL_CHECKPOINT_URL", f"http://127.0.0.1:{closed}/m.pt")
+    monkeypatch.setattr(bake_cli, "DEFAULT_DOWNLOAD_DIR", tmp_path / "downloads")
     ports = free_port(), free_port()
     for name, value in {"MODEL_DIR": tmp_path / "model", "PORT": ports[0], "S3_PORT": ports[1]}.items():
         monkeypatch.setenv(name, str(value))

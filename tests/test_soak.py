@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from support import ROOT
 
 
 def test_short_soak(baked_model_dir, tmp_path):
@@ -20,14 +20,13 @@ def test_short_soak(baked_model_dir, tmp_path):
         *("--count", "180", "--sizes", "64x48,320x240", "--model-dir", str(baked_model_dir), "--report", str(report)),
     ]
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}  # the script starts its own S3 emulator
-    env["MALLOC_ARENA_MAX"] = (
-        "2"  # glibc's per-thread arenas otherwise grow RSS ~9 % before a plateau (README: Hardening)
-    )
+    env["MALLOC_ARENA_MAX"] = "2"  # glibc's per-thread arenas otherwise let RSS climb before it levels off
+    # (docs/hardening.md#soak has the figures)
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
     assert report.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(report.read_text())
-    print(json.dumps(figures))  # shown with -s: the figures the README's Hardening section quotes
+    print(json.dumps(figures))  # shown with -s: the figures docs/hardening.md quotes
     assert figures["problems"] == [] and done.returncode == 0, figures
     assert figures["requests"] == 180 and figures["warmup_requests"] == 77  # 7 images x 11 kinds of request
     assert len(figures["by_kind"]) == 11 and figures["good_failures"] == figures["bad_not_refused"] == 0

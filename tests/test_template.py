@@ -24,8 +24,8 @@ import pytest
 from handler.config import Settings
 from handler.imaging import IMAGE_EXTENSIONS
 from handler.routes.pages import VENDOR_PATH
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 DOCKERFILE = ROOT / "layer" / "Dockerfile"
 EVENTS = ROOT / "events"
@@ -621,13 +621,16 @@ def test_queue_mode_batches_with_partial_failures_and_a_dead_letter_queue(resour
 
 def test_build_context_is_what_the_dockerfile_copies_and_nothing_else(probe):
     context = set(probe["context"])
-    tracked = subprocess.run(["git", "ls-files", "handler", "scripts"], cwd=ROOT, capture_output=True, text=True)
+    tracked = subprocess.run(["git", "ls-files", "handler", "bake"], cwd=ROOT, capture_output=True, text=True)
     for path in tracked.stdout.split():
         if "__pycache__" not in path:
             assert path in context, f"{path} is not sent to docker"
-    for needed in ("requirements.lock", "requirements-bake.txt", "layer/Dockerfile", "handler/static/index.html"):
-        assert needed in context
-    allowed = {"handler", "scripts", "layer", "requirements.txt", "requirements.lock", "requirements-bake.txt"}
+    needed = ("requirements.lock", "requirements-bake.txt", "layer/Dockerfile", "handler/static/index.html")
+    for path in (*needed, "scripts/bake_weights.py"):
+        assert path in context
+    # of scripts/, the bake's command line alone; no local tooling, no tests
+    assert [path for path in context if path.startswith("scripts/")] == ["scripts/bake_weights.py"]
+    allowed = {"handler", "bake", "scripts", "layer", "requirements.txt", "requirements.lock", "requirements-bake.txt"}
     allowed.add(".dockerignore")
     for path in context:
         assert path.split("/", 1)[0] in allowed, path

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser import CHROMIUM, chromium, served
-from tests.conftest import ROOT, encode, scene
+from support import ROOT, encode, scene
+from support.browser import CHROMIUM, chromium, served
 
 ARTIFACTS = ROOT / "artifacts"
 STAGE = "/Prod"

@@ -16,15 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from localdev.s3_emulator import free_port
+from support import ROOT
 
 START_TIMEOUT = 120  # seconds: the model load on a busy 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

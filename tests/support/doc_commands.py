@@ -20,7 +20,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 TAGS = ("serve", "image", "aws", "setup")
 DEFAULT_TAG = "serve"
 SHELL_LANGUAGES = ("bash", "sh")
@@ -255,7 +256,7 @@ def static_problems(block: Block) -> list[str]:
                     problems.append(f"make target {arg!r} is not in the Makefile")
         if command.endswith("/python") and "-m" in args:
             module = args[args.index("-m") + 1] if args.index("-m") + 1 < len(args) else ""
-            if module and module.split(".")[0] in {"handler", "scripts", "tests"}:
+            if module and module.split(".")[0] in {"handler", "bake", "localdev", "scripts", "tests"}:
                 base = ROOT / Path(*module.split("."))
                 if not (base.with_suffix(".py").is_file() or (base / "__main__.py").is_file()):
                     problems.append(f"module {module!r} is not in the repository")

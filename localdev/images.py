@@ -1,0 +1,50 @@
+"""Synthetic images for the local runs and the tests: smooth scenes in any format, and headers that lie about
+their size (decompression bombs)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+
+
+def scene(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A smooth synthetic RGB scene (gradients + blobs) so depth maps vary across the image."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.empty((height, width, 3), np.float32)
+    for c in range(3):
+        fx, fy, phase = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 6.28)
+        img[..., c] = 127 + 60 * np.sin(xx / width * fx + phase) * np.cos(yy / height * fy) + 60 * (yy / height - 0.5)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def encode(rgb: np.ndarray, fmt: str = "JPEG", **params) -> bytes:
+    """``rgb`` encoded by Pillow in ``fmt`` (JPEG, PNG, WEBP, …) with Pillow's ``params``."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels while its data is a few bytes (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+    )
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small baseline JPEG whose frame header (SOF0) is rewritten to claim width x height pixels."""
+    data = bytearray(encode(scene(16, 16)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)

@@ -1,0 +1,106 @@
+"""What the tests share, in one importable place (tests never import from ``conftest``; fixtures stay there).
+
+The helpers the local scripts use too (``make serve``, ``make invoke-s3``, the soak, the benchmarks) are defined
+once in the ``localdev`` package and re-exported here, so a test and a script build the same event, image,
+emulator and environment the same way, and scripts never import from tests. Submodules: :mod:`support.browser`
+(the app in headless Chromium), :mod:`support.serve_stack` (``make serve`` on free ports), :mod:`support.doc_commands`
+(the shell blocks of the documents).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from localdev.events import (
+    API_KINDS,
+    BATCH_SCHEMAS,
+    EVENTS,
+    api_event,
+    b64,
+    batch_event,
+    eventbridge_event,
+    load_event,
+    multipart,
+    response_body,
+    s3_event,
+    sqs_event,
+)
+from localdev.function import LambdaContext, function_env
+from localdev.images import encode, jpeg_claiming, png_claiming, scene
+from localdev.s3_emulator import CREDENTIALS, free_port, start_moto
+
+ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = [
+    "API_KINDS",
+    "BATCH_SCHEMAS",
+    "CREDENTIALS",
+    "EVENTS",
+    "ROOT",
+    "Answer",
+    "LambdaContext",
+    "api_event",
+    "assert_clean_error",
+    "b64",
+    "batch_event",
+    "call",
+    "encode",
+    "eventbridge_event",
+    "free_port",
+    "function_env",
+    "jpeg_claiming",
+    "list_keys",
+    "load_event",
+    "multipart",
+    "png_claiming",
+    "response_body",
+    "s3_event",
+    "scene",
+    "sqs_event",
+    "start_moto",
+]
+
+
+def list_keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    """Every key under ``prefix`` of ``bucket``, sorted."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+# ------------------------------------------------------------------------------------------------ HTTP answers
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def call(
+    handler, context, kind: str, method: str, path: str, body=None, content_type: str | None = None, query: str = ""
+) -> Answer:
+    """``handler`` (the Lambda entry) on an API event of ``kind`` (:data:`API_KINDS`), its answer unpacked."""
+    response = handler(api_event(kind, method, path, body, content_type, query), context)
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    return Answer(response["statusCode"], headers, response_body(response))
+
+
+def assert_clean_error(answer: Answer, status: int, code: str, *words: str) -> dict:
+    """A JSON error body naming the problem, with no stack trace, no internal path and no internal endpoint."""
+    assert answer.status == status, answer.body[:500]
+    assert answer.headers["content-type"].startswith("application/json")
+    body = answer.json()
+    assert body["status"] == "error" and body["error"] == code, body
+    for word in words:
+        assert word in body["message"], body
+    text = answer.body.decode()
+    for leak in ("Traceback", 'File "', str(ROOT), "site-packages", "/tmp/", os.environ.get("AWS_ENDPOINT_URL", "@")):
+        assert leak not in text, f"{leak!r} leaked: {text[:300]}"
+    return body
