@@ -1,6 +1,6 @@
 """MiDaS_small depth estimation on AWS Lambda (ONNX Runtime; no torch at run time).
 
-Importing the package is cheap; the model loads when ``handler.runtime`` is imported (once per container).
+Importing the package is cheap; the model loads when ``handler.container`` is imported (once per container).
 """
 
 import os

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
-    from handler.core import DepthEstimator
+    from handler.estimator import DepthEstimator
 
     try:
         estimator = DepthEstimator.load(Settings(model_dir=local_model_dir(args.model_dir)))

@@ -1,7 +1,7 @@
 """S3 Batch Operations ("Invoke AWS Lambda function" jobs, schema 1.0 and 2.0) → one result per task.
 
 Each task names one object (1.0: ``s3BucketArn`` and a URL-encoded ``s3Key``; 2.0: ``s3Bucket`` and ``s3Key``, with
-the job's ``userArguments``), which goes through ``handler.objects.process_object`` like an upload. The answer is
+the job's ``userArguments``), which goes through ``handler.job.process_object`` like an upload. The answer is
 what Batch Operations expects: ``invocationSchemaVersion``, ``treatMissingKeysAs``, ``invocationId`` and, per task,
 ``Succeeded`` (written, unchanged, or skipped: not an image), ``TemporaryFailure`` (S3 throttled, timed out or was
 unreachable: Batch Operations retries it) or ``PermanentFailure`` (not an image after all, too large, missing, not
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from handler.core import DepthEstimator
-from handler.objects import Outcome, process_object
-from handler.s3io import S3Store
+from handler.estimator import DepthEstimator
+from handler.job import Outcome, process_object
+from handler.s3_store import S3Store
 
 # Batch Operations truncates a resultString in the completion report; keep it to one short line.
 MAX_RESULT_STRING = 300

@@ -12,20 +12,20 @@ from __future__ import annotations
 from functools import lru_cache
 
 # isort: off
-from handler import runtime  # first: the model starts loading while the modules below are imported
+from handler import container  # first: the model starts loading while the modules below are imported
 
 # isort: on
 from handler import batch, events, metrics, s3
 from handler.logs import logger
 
-estimator = runtime.wait_for_estimator()
-store = runtime.store
+estimator = container.wait_for_estimator()
+store = container.store
 
 
 @lru_cache(maxsize=1)
 def http_app():  # noqa: ANN201  (a FastAPI app; its type would import the web stack here)
     """The FastAPI app around the container's estimator and store, made once, on first use."""
-    from handler.http import create_app
+    from handler.app import create_app
 
     return create_app(estimator, store)
 

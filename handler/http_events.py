@@ -5,7 +5,7 @@ base64 would escape as an exception (a bare 502 at the gateway). It is answered 
 ``invalid_base64`` in the app's error format, shaped by Mangum's own handler for the event's source and version.
 The body is decoded once, here, and handed to Mangum's HTTP cycle as it is (Mangum's own ``__call__`` would
 decode it a second time). Never with an ASGI lifespan: Mangum would run it on every invocation, and the model is
-loaded once per container at import (``handler.runtime``).
+loaded once per container at import (``handler.container``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 from mangum import Mangum
 from mangum.protocols import HTTPCycle
 
+from handler.app import error_response
 from handler.errors import InvalidBase64
-from handler.http import error_response
 
 
 class HttpEvents(Mangum):

@@ -20,7 +20,7 @@ import onnxruntime as ort
 from handler import contract
 from handler.errors import ModelUnavailable
 
-if TYPE_CHECKING:  # the loader itself needs no settings (handler.runtime starts it before they are read)
+if TYPE_CHECKING:  # the loader itself needs no settings (handler.container starts it before they are read)
     from handler.config import Settings
 
 # Lambda gives a function CPU time in proportion to its memory: one vCPU's worth at 1769 MB.

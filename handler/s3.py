@@ -1,5 +1,5 @@
 """The S3 upload trigger: S3 event records and EventBridge S3 events (direct, or wrapped in SQS messages) → heatmaps
-in the output bucket, each object through ``handler.objects.process_object``.
+in the output bucket, each object through ``handler.job.process_object``.
 
 Every record is processed; failures are collected, logged with bucket and key, and reported at the end so that
 Lambda's retries / on-failure destination (direct S3 events) or the SQS redrive (``batchItemFailures``) apply.
@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from handler import events
-from handler.core import DepthEstimator
+from handler.estimator import DepthEstimator
+from handler.job import Outcome, process_object
 from handler.logs import logger
-from handler.objects import Outcome, process_object
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
 
 
 class RecordsFailed(Exception):

@@ -127,7 +127,7 @@ def upload_to_serve(args: argparse.Namespace) -> int:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from handler.outputs import upload_stem
+    from handler.s3_outputs import upload_stem
     from scripts import serve_local
 
     for name, value in serve_local.CREDENTIALS.items():

@@ -21,8 +21,8 @@ from urllib.parse import unquote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from handler.outputs import KINDS  # noqa: E402
-from handler.s3io import S3Store  # noqa: E402
+from handler.s3_outputs import KINDS  # noqa: E402
+from handler.s3_store import S3Store  # noqa: E402
 
 # longest first: ".depth.png" before ".png"
 SUFFIXES = sorted((suffix for suffix, _ in KINDS.values()), key=len, reverse=True)

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import encode, list_keys, scene
+from handler.app import create_app
 from handler.config import Settings
-from handler.core import DepthEstimator
-from handler.http import create_app
-from handler.s3io import S3Store
+from handler.estimator import DepthEstimator
+from handler.s3_store import S3Store
 
 
 def png_shape(data: bytes) -> tuple[int, ...]:

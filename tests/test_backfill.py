@@ -18,8 +18,8 @@ import pytest
 
 from conftest import encode, list_keys, load_event, scene
 from handler import batch
-from handler.objects import UNCHANGED
-from handler.s3io import S3Store
+from handler.job import UNCHANGED
+from handler.s3_store import S3Store
 from scripts import make_manifest
 
 SCHEMAS = {"1.0": "s3BatchOperationEventSchemaV1.json", "2.0": "s3BatchOperationEventSchemaV2.json"}

@@ -49,7 +49,7 @@ def test_cli_writes_heatmaps_and_pfm_and_carries_on(tmp_path, baked_model_dir, e
     heat = cv2.imread(str(out / "a.png"))
     assert heat.shape == (120, 160, 3)
     depth = read_pfm((out / "b.pfm").read_bytes())
-    expected = estimator.estimate((images / "b.png").read_bytes()).depth
+    expected = estimator.estimate((images / "b.png").read_bytes()).inverse_depth
     np.testing.assert_allclose(depth, expected, rtol=0, atol=1e-4 * np.ptp(expected))
 
 

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from browser import CHROMIUM, chromium, served
 from conftest import ROOT, api_event, response_body
-from handler.http import create_app
-from handler.s3io import S3Store
+from handler.app import create_app
+from handler.s3_store import S3Store
 
 STATIC = Path(next(iter(importlib.util.find_spec("fastapi_standalone_docs").submodule_search_locations))) / "static"
 # Every asset each page refers to: URL path under the page → (file in the package, content type, what it starts with)

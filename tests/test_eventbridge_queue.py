@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import encode, list_keys, load_event, scene
-from handler.objects import UNCHANGED
+from handler.job import UNCHANGED
 from handler.s3 import RecordsFailed
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "template.yaml"

@@ -29,13 +29,13 @@ from test_s3_trigger import s3_event
 
 from conftest import ROOT, api_event, encode, list_keys, load_event, response_body, scene
 from handler import s3 as s3_trigger
+from handler.app import create_app
 from handler.config import Settings
-from handler.core import DepthEstimator
 from handler.errors import TooManyPixels
-from handler.http import create_app
-from handler.objects import UNCHANGED
+from handler.estimator import DepthEstimator
+from handler.job import UNCHANGED
 from handler.s3 import RecordsFailed
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
 from scripts.soak import multipart, png_claiming
 
 KINDS = ["v1", "v2", "function-url"]

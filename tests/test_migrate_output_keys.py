@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 
 from conftest import list_keys
-from handler import outputs
+from handler import s3_outputs
 from scripts import migrate_output_keys
 
 
 def put_output(s3, bucket: str, key: str, source_key: str, body: bytes) -> None:
-    meta = outputs.s3_metadata(source_bucket="midas-in", source_key=source_key, source_etag="e", model_sha256="m")
+    meta = s3_outputs.s3_metadata(source_bucket="midas-in", source_key=source_key, source_etag="e", model_sha256="m")
     s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=meta)
 
 

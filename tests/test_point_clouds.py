@@ -17,10 +17,10 @@ from test_s3_trigger import s3_event
 
 from conftest import ROOT, encode, list_keys, scene
 from handler import geometry, pointcloud
+from handler.app import create_app
 from handler.config import Settings
-from handler.core import DepthEstimator
-from handler.http import create_app
-from handler.s3io import S3Store
+from handler.estimator import DepthEstimator
+from handler.s3_store import S3Store
 
 FOCAL_35MM = 35
 

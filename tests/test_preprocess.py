@@ -82,7 +82,7 @@ def test_end_to_end_depth_matches_the_torch_pipeline(estimator, torch_model, wid
     from conftest import encode
 
     data = encode(scene(width, height, seed=5), "PNG")  # lossless so both sides see identical pixels
-    ours = estimator.estimate(data).depth
+    ours = estimator.estimate(data).inverse_depth
     ref = upstream.predict(torch_model, scene(width, height, seed=5))
     assert ours.shape == ref.shape == (height, width)
     rel = np.max(np.abs(ours - ref)) / np.ptp(ref)

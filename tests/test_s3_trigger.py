@@ -12,7 +12,7 @@ import pytest
 
 from conftest import encode, list_keys, load_event, scene
 from handler.imaging import read_pfm
-from handler.objects import UNCHANGED, process_object
+from handler.job import UNCHANGED, process_object
 from handler.s3 import RecordsFailed
 
 AWKWARD_KEYS = [

@@ -9,12 +9,12 @@ from typing import Any, Literal, NamedTuple
 from fastapi import Request
 from pydantic import BaseModel, Field
 
-from handler import geometry, outputs
+from handler import geometry, s3_outputs
 from handler.config import LAMBDA_MAX_RESPONSE_BYTES
-from handler.core import DepthEstimator, DepthResult
 from handler.errors import PayloadTooLarge, TooManyPixels
+from handler.estimator import DepthEstimator, DepthResult
 from handler.logs import logger
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
 
 # Room left in the 6 MB Lambda response for JSON fields and headers around base64 payloads.
 _RESPONSE_BUDGET = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024
@@ -215,8 +215,8 @@ def _place(
         stem = f"api/{hashlib.sha256(data).hexdigest()[:32]}-{colormap}"
         if points is not None:  # other geometry, other points: a key of their own (the same options, the same key)
             stem += "-" + hashlib.sha256(repr(points.options).encode()).hexdigest()[:12]
-        meta = outputs.s3_metadata(**source, model_sha256=estimator.model.manifest.data["onnx_sha256"])
-        keys = outputs.write_outputs(store, settings, stem, files, meta)
+        meta = s3_outputs.s3_metadata(**source, model_sha256=estimator.model.manifest.data["onnx_sha256"])
+        keys = s3_outputs.write_outputs(store, settings, stem, files, meta)
         bucket = settings.output_bucket
         names = {"heatmap": "heatmap_s3", "depth_png16": "depth_s3", "ply": "point_cloud_s3", "glb": "point_cloud_s3"}
         for kind, key in keys.items():

@@ -11,8 +11,8 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from handler.core import DepthEstimator
-from handler.s3io import S3Store
+from handler.estimator import DepthEstimator
+from handler.s3_store import S3Store
 
 
 async def get_estimator(request: Request) -> DepthEstimator:

@@ -16,13 +16,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from handler.core import DepthEstimator
 from handler.errors import DepthError, ValidationFailed
+from handler.estimator import DepthEstimator
 from handler.headers import SecurityHeaders, api_headers
 from handler.logs import logger
 from handler.routes import depth, docs, health, pages, predict
 from handler.routes.common import ErrorResponse
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
 
 _ROUTERS = (pages.router, docs.router, health.router, predict.router, depth.router)
 

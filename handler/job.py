@@ -14,12 +14,12 @@ import posixpath
 import time
 from dataclasses import dataclass, field
 
-from handler import geometry, metrics, outputs
-from handler.core import DepthEstimator
+from handler import geometry, metrics, s3_outputs
 from handler.errors import DepthError, InvalidRequest, OutputNotConfigured, S3BadGateway, S3Unavailable
+from handler.estimator import DepthEstimator
 from handler.imaging import IMAGE_EXTENSIONS
 from handler.logs import logger
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
 
 UNCHANGED = "unchanged: the outputs were made from this very object by this model"
 # Errors worth retrying as they are: S3 throttled, timed out, was unreachable or answered with a server error.
@@ -85,7 +85,7 @@ def _process(
     megapixels: list[float],
 ) -> Outcome:
     settings = estimator.settings
-    if outputs.is_own_output(settings, bucket, key):
+    if s3_outputs.is_own_output(settings, bucket, key):
         return Outcome(bucket, key, "skipped", "one of this function's own outputs")
     refused = refusal(estimator, bucket, key)
     if refused:
@@ -97,17 +97,17 @@ def _process(
             raise OutputNotConfigured("OUTPUT_BUCKET is not configured")
         if ".." in key.split("/"):
             raise InvalidRequest("key has '..' segments; refusing to derive an output key from it")
-        stem = outputs.upload_stem(key)
+        stem = s3_outputs.upload_stem(key)
         points = settings.write_point_cloud != "none"
         renderings = (
             "heatmap",
             *(("pfm",) if settings.write_raw_depth else ()),
             *((settings.write_point_cloud,) if points else ()),
         )
-        made_by = outputs.s3_metadata(
-            model_sha256=estimator.model.manifest.data["onnx_sha256"], recipe=outputs.recipe(settings, renderings)
+        made_by = s3_outputs.s3_metadata(
+            model_sha256=estimator.model.manifest.data["onnx_sha256"], recipe=s3_outputs.recipe(settings, renderings)
         )
-        recorded = outputs.recorded_source_etag(store, settings, stem, made_by)
+        recorded = s3_outputs.recorded_source_etag(store, settings, stem, made_by)
         if recorded and recorded == etag:
             return Outcome(bucket, key, "skipped", UNCHANGED)
         tick = time.perf_counter()
@@ -124,9 +124,9 @@ def _process(
         if points:
             files[settings.write_point_cloud] = estimator.point_cloud(result, settings.write_point_cloud, options)[0]
         seconds.update(result.timings)
-        meta = outputs.s3_metadata(source_bucket=bucket, source_key=key, source_etag=obj.etag) | made_by
+        meta = s3_outputs.s3_metadata(source_bucket=bucket, source_key=key, source_etag=obj.etag) | made_by
         tick = time.perf_counter()
-        written = outputs.write_outputs(store, settings, stem, files, meta)
+        written = s3_outputs.write_outputs(store, settings, stem, files, meta)
         seconds["s3_put"] = time.perf_counter() - tick
     except DepthError as exc:
         return Outcome(bucket, key, "failed", f"{exc.code}: {exc.message}", retryable=isinstance(exc, RETRYABLE))

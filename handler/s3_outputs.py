@@ -10,7 +10,7 @@ from urllib.parse import quote
 from handler.config import Settings
 from handler.errors import InvalidRequest
 from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
 
 # rendering kind → (key suffix, content type)
 KINDS = {

@@ -35,10 +35,10 @@ except ValidationError as exc:
     logger.critical(f"refusing to start: invalid configuration: {exc}")
     raise
 
-from handler.core import DepthEstimator  # noqa: E402
 from handler.errors import ModelUnavailable  # noqa: E402
+from handler.estimator import DepthEstimator  # noqa: E402
 from handler.logs import logger  # noqa: E402
-from handler.s3io import S3Store  # noqa: E402
+from handler.s3_store import S3Store  # noqa: E402
 
 store = S3Store()
 
