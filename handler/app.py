@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI; Mangum adapts API Gateway v1/v2, Function URL and ALB events to it: handler.http_events).
+"""The HTTP API (FastAPI; Mangum adapts API Gateway v1/v2, Function URL and ALB events to it: handler.sources.http).
 
 ``create_app`` assembles the routers of ``handler.routes`` (one per resource) around one estimator and one S3 store,
 kept on ``app.state`` and handed to routes by the dependencies in ``handler.routes.deps``. Routes only adapt
@@ -78,7 +78,7 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
 
 def error_response(exc: DepthError, path: str) -> JSONResponse:
     """A refused request: logged, and answered with the error's status and JSON body (and the security headers,
-    for the answers made before the app, see handler.http_events)."""
+    for the answers made before the app, see handler.sources.http)."""
     logger.info("request rejected", extra={"path": path, "error": exc.code, "reason": exc.message})
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=api_headers())
 

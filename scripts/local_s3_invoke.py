@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         UPLOAD_PREFIX="uploads/",
     )
     from handler.entry import lambda_handler
-    from handler.s3 import RecordsFailed
+    from handler.sources.settle import RecordsFailed
 
     try:
         summary = lambda_handler(event, Context())

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import encode, list_keys, load_event, scene
 from handler.job import UNCHANGED
-from handler.s3 import RecordsFailed
+from handler.sources.settle import RecordsFailed
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "template.yaml"
 TINY = encode(scene(32, 24, seed=5))

@@ -13,7 +13,7 @@ import pytest
 from conftest import encode, list_keys, load_event, scene
 from handler.imaging import read_pfm
 from handler.job import UNCHANGED, process_object
-from handler.s3 import RecordsFailed
+from handler.sources.settle import RecordsFailed
 
 AWKWARD_KEYS = [
     "uploads/my photo (1).jpg",
