@@ -50,14 +50,14 @@ def output_bases(images: list[Path], png16: bool, extra: tuple[str, ...] = ()) -
     return bases
 
 
-def _positive(kind):
+def _positive(number):
     def parse(text: str):
-        value = kind(text)
+        value = number(text)
         if not value > 0 or value != value or value == float("inf"):
             raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
         return value
 
-    parse.__name__ = kind.__name__
+    parse.__name__ = number.__name__
     return parse
 
 

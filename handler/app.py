@@ -21,8 +21,8 @@ from handler.estimator import DepthEstimator
 from handler.headers import SecurityHeaders, api_headers
 from handler.logs import logger
 from handler.routes import depth, docs, health, pages, predict
-from handler.routes.common import ErrorResponse
 from handler.s3_store import S3Store
+from handler.schemas import DepthRequest, ErrorResponse, GeometryRequest, S3Ref, add_request_schema
 
 _ROUTERS = (pages.router, docs.router, health.router, predict.router, depth.router)
 
@@ -68,7 +68,7 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            depth.add_request_schema(schema)
+            add_request_schema(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -94,9 +94,9 @@ _DECLARED_NAMES = frozenset(
         "path",
         "header",
         "cookie",
-        *depth.DepthRequest.model_fields,
-        *depth.S3Ref.model_fields,
-        *depth.GeometryRequest.model_fields,
+        *DepthRequest.model_fields,
+        *S3Ref.model_fields,
+        *GeometryRequest.model_fields,
     }
 )
 

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from handler import contract
+from handler.environment import variable
 from handler.errors import ModelUnavailable
 
 if TYPE_CHECKING:  # the loader itself needs no settings (handler.container starts it before they are read)
@@ -71,7 +72,7 @@ def cpu_share() -> CpuShare:
     quota = cgroup_quota()
     if quota is not None:
         share = min(share, quota)
-    memory_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    memory_mb = variable("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or ""
     if memory_mb.isdigit() and int(memory_mb) > 0:  # Lambda shows 2+ vCPUs but throttles them to this share
         share = min(share, int(memory_mb) / LAMBDA_MB_PER_VCPU)
     return CpuShare(cores=max(1, cores), share=max(share, 0.01))

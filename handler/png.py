@@ -52,5 +52,6 @@ def _png(rows: np.ndarray, bit_depth: int, colour_type: int, level: int, palette
     return SIGNATURE + b"".join(chunks)
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+def _chunk(chunk_type: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(chunk_type))
+    return struct.pack(">I", len(data)) + chunk_type + data + struct.pack(">I", crc)

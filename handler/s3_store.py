@@ -6,7 +6,6 @@ The client is a plain ``boto3.client("s3")``: endpoint, region and credentials c
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +90,10 @@ class S3Store:
         import boto3
         from botocore.config import Config
 
-        custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        from handler.config import Settings
+
+        # Read when the client is made, as boto3 reads its own endpoint then (an emulator started after import).
+        custom_endpoint = Settings().s3_endpoint_url
         # Presigned URLs must name the bucket's region (bucket.s3.<region>.amazonaws.com): the global endpoint
         # redirects, which breaks SigV4 links to new buckets outside us-east-1. Emulators keep path style.
         addressing = {} if custom_endpoint else {"s3": {"addressing_style": "virtual"}}

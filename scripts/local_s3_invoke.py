@@ -110,11 +110,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def key_problem(key: str) -> str | None:
-    """Why the upload trigger would not take ``key`` (outside uploads/, or not an image extension), if it would not."""
+    """Why the upload trigger would not take ``key`` (outside uploads/, or not an image extension), if it would not:
+    the function's own read rule (``Settings.may_read``) with this run's upload prefix."""
+    from handler.config import Settings
     from handler.imaging import IMAGE_EXTENSIONS
-    from scripts.serve_local import UPLOAD_PREFIX
+    from scripts.serve_local import INPUT_BUCKET, UPLOAD_PREFIX
 
-    if not key.startswith(UPLOAD_PREFIX):
+    trigger = Settings(allowed_input_buckets=INPUT_BUCKET, upload_prefix=UPLOAD_PREFIX)
+    if trigger.may_read(INPUT_BUCKET, key) is not None:
         return f"{key} is outside {UPLOAD_PREFIX}, the only prefix the trigger takes"
     if Path(key).suffix.lower() not in IMAGE_EXTENSIONS:
         return f"{key} is not an image key the trigger handles ({' '.join(sorted(IMAGE_EXTENSIONS))})"
@@ -127,7 +130,8 @@ def upload_to_serve(args: argparse.Namespace) -> int:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from handler.s3_outputs import upload_stem
+    from handler.config import DEFAULT_OUTPUT_PREFIX
+    from handler.s3_outputs import output_key
     from scripts import serve_local
 
     for name, value in serve_local.CREDENTIALS.items():
@@ -142,7 +146,7 @@ def upload_to_serve(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     source, output = f"s3://{serve_local.INPUT_BUCKET}/{key}", serve_local.OUTPUT_BUCKET
-    out_key = f"depth/{upload_stem(key)}.png"
+    out_key = output_key(DEFAULT_OUTPUT_PREFIX, key, "heatmap")
     try:
         s3.delete_object(Bucket=output, Key=out_key)  # so that the heatmap waited for is this upload's
         s3.put_object(Bucket=serve_local.INPUT_BUCKET, Key=key, Body=args.image.read_bytes())

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from handler import job
 from handler.events import eventbridge
-from handler.job import Outcome, process_object
+from handler.job import Outcome
 from handler.logs import logger
 from handler.sources.settle import settle
 
@@ -46,7 +47,7 @@ def outcomes(event: dict, *, estimator: DepthEstimator, store: S3Store) -> list[
     if notification.detail_type != "Object Created":
         return [Outcome(bucket, sent, "skipped", f"not an upload (detail-type is {notification.detail_type!r})")]
     etag, decoded = etag if isinstance(etag, str) else None, detail.object.key
-    outcome = process_object(bucket, decoded, estimator, store, etag=etag)
+    outcome = job.run(bucket, decoded, estimator=estimator, store=store, etag=etag)
     if decoded != sent and outcome.reason.startswith("s3_object_not_found"):
-        outcome = process_object(bucket, sent, estimator, store, etag=etag)
+        outcome = job.run(bucket, sent, estimator=estimator, store=store, etag=etag)
     return [outcome]

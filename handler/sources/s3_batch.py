@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from handler.job import Outcome, process_object
+from handler import job
+from handler.job import Outcome
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import (
@@ -60,7 +61,7 @@ def _result(task: S3BatchOperationTask, estimator: DepthEstimator, store: S3Stor
             raise TypeError("no bucket or key")
     except (KeyError, TypeError, AttributeError, IndexError):
         return _answer(task, "PermanentFailure", "malformed_task: no s3Bucket/s3BucketArn or s3Key")
-    outcome = process_object(bucket, key, estimator, store)
+    outcome = job.run(bucket, key, estimator=estimator, store=store)
     return _answer(task, _code(outcome), _result_string(outcome))
 
 

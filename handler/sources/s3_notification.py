@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
+from handler import job
 from handler.events import record_source
-from handler.job import Outcome, process_object
+from handler.job import Outcome
 from handler.logs import logger
 from handler.sources.settle import settle
 
@@ -32,19 +33,18 @@ def handle(event: dict, context: Any, *, estimator: DepthEstimator, store: S3Sto
 
 
 def outcomes(event: dict, *, estimator: DepthEstimator, store: S3Store) -> list[Outcome]:
-    """Every record of the notification through the job; a record that cannot be read fails alone."""
+    """Every record of the notification through the job; a record that cannot be read fails alone, whatever it
+    raises."""
     from aws_lambda_powertools.utilities.data_classes import S3Event  # imported by the containers that get S3 events
 
-    return [_guarded(record, estimator, store) for record in S3Event(event).records]
-
-
-def _guarded(record: S3EventRecord, estimator: DepthEstimator, store: S3Store) -> Outcome:
-    """:func:`_record`, with anything it lets escape (a record of odd types) failing that record alone."""
-    try:
-        return _record(record, estimator, store)
-    except Exception as exc:
-        logger.exception("malformed S3 record")
-        return Outcome("", "", "failed", f"malformed_record: {type(exc).__name__}: {exc}")
+    done = []
+    for record in S3Event(event).records:
+        try:
+            done.append(_record(record, estimator, store))
+        except Exception as exc:
+            logger.exception("malformed S3 record")
+            done.append(Outcome("", "", "failed", f"malformed_record: {type(exc).__name__}: {exc}"))
+    return done
 
 
 def _record(record: S3EventRecord, estimator: DepthEstimator, store: S3Store) -> Outcome:
@@ -61,4 +61,4 @@ def _record(record: S3EventRecord, estimator: DepthEstimator, store: S3Store) ->
     if not event_name.startswith("ObjectCreated"):
         return Outcome(bucket, key, "skipped", "not an upload (eventName is not ObjectCreated:*)")
     etag = record.s3.get_object.raw_event.get("eTag")  # absent in some hand-made events
-    return process_object(bucket, key, estimator, store, etag=etag if isinstance(etag, str) else None)
+    return job.run(bucket, key, estimator=estimator, store=store, etag=etag if isinstance(etag, str) else None)
