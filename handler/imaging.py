@@ -68,6 +68,13 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Picture:
         raise InvalidImage("empty image: no bytes received")
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    img = _open_header(data)
+    _check_size(*img.size, max_pixels)
+    return _decode(img)
+
+
+def _open_header(data: bytes) -> Image.Image:
+    """The image, its header read (not its pixels); refused unless it is one of the supported formats."""
     try:
         img = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:
@@ -76,13 +83,20 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Picture:
         raise InvalidImage(f"unreadable image header: {exc}") from None
     if img.format not in SUPPORTED_FORMATS:
         raise UnsupportedMediaType(f"{img.format} images are not supported; send JPEG, PNG, WebP, BMP or TIFF")
-    width, height = img.size
+    return img
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise TooManyPixels(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels")
     if max(width, height) > MAX_SIDE:  # a 1 000 000 x 50 strip is few pixels but gigabytes of resize work
         raise TooManyPixels(f"image is {width}x{height}; no side may exceed {MAX_SIDE} pixels")
     if width < 1 or height < 1:
         raise InvalidImage(f"image has no pixels ({width}x{height})")
+
+
+def _decode(img: Image.Image) -> Picture:
+    """The pixels, upright (EXIF orientation); a decoding failure is an invalid image."""
     try:
         img.load()
         if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
