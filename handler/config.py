@@ -1,7 +1,7 @@
 """One settings object, read from the environment once and validated at import (bad config fails the cold start).
 
-A plain pydantic model that fills itself from the environment (pydantic-settings would add ~0.1 s of imports to
-every cold start for the same few lines): env var names are the upper-case field names, matched in any case;
+A plain pydantic model that fills itself from the environment (pydantic-settings would add its imports to every
+cold start for the same few lines): env var names are the upper-case field names, matched in any case;
 arguments given to ``Settings(...)`` win over the environment.
 """
 

@@ -62,9 +62,6 @@ class Intrinsics:
     cy: float
     source: str  # "given", "fov", "exif-35mm", "exif-focal-plane" or "default-fov"
 
-    def as_dict(self) -> dict[str, float | str]:
-        return {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy, "source": self.source}
-
 
 @dataclass(frozen=True)
 class Options:

@@ -88,7 +88,7 @@ class S3Store:
 
     @property
     def client(self) -> Any:
-        if self._client is None:  # boto3 import + client creation cost ~0.3 s: only paid when S3 is used
+        if self._client is None:  # boto3's import and the client's creation: paid only where S3 is used
             with self._lock:  # concurrent first requests (uvicorn's threads) must not build it twice
                 if self._client is None:
                     self._client = self._make_client()

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from conftest import encode, scene
+from conftest import encode, read_pfm, scene
 from handler.config import Settings
 from handler.contract import sha256_file
 from handler.errors import ModelUnavailable
-from handler.imaging import read_pfm
-from handler.model import DepthModel, available_cpus
+from handler.model import DepthModel, cpu_share
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,7 +251,7 @@ def test_entry_import_fails_loudly_without_a_model(tmp_path):
 
 
 def test_threads_follow_available_cpus(depth_model):
-    assert depth_model.threads == available_cpus() >= 1
+    assert depth_model.threads == cpu_share().threads >= 1
 
 
 # ------------------------------------------------------------------------------------------------ settings

@@ -10,9 +10,8 @@ from urllib.parse import quote, quote_plus
 import numpy as np
 import pytest
 
-from conftest import encode, list_keys, load_event, scene
+from conftest import encode, list_keys, load_event, read_pfm, scene
 from handler import job
-from handler.imaging import read_pfm
 from handler.job import UNCHANGED
 from handler.sources.settle import RecordsFailed
 
