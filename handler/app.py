@@ -2,7 +2,7 @@
 
 ``create_app`` assembles the routers of ``handler.routes`` (one per resource) around one estimator and one S3 store,
 kept on ``app.state`` and handed to routes by the dependencies in ``handler.routes.deps``. Routes only adapt
-requests and responses; the work is the core's (``DepthEstimator``) and the S3 store's.
+requests and responses; the work is the estimator's (``DepthEstimator``) and the S3 store's.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from handler.events import record_source, unsupported_source
 from handler.logs import logger
-from handler.sources import eventbridge_s3, s3_notification
+from handler.sources import eventbridge_s3, http, s3_batch, s3_notification
 from handler.sources.settle import failure
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ matches = record_source("aws:sqs")
 
 # What a message may carry: a notification from the bucket itself, or an EventBridge S3 event (the rule's target).
 CARRIED = (s3_notification, eventbridge_s3)
+# The other sources the function handles, to name what a message carries instead (the refused ones: handler.events).
+_OTHERS = (http, s3_batch)
 _PERMANENT = "it fails on every delivery and ends in the dead-letter queue"
 
 
@@ -72,5 +74,12 @@ def _message_failure(body: Any, estimator: DepthEstimator, store: S3Store) -> st
         return None
     carried = next((source for source in CARRIED if source.matches(notification)), None)
     if carried is None:
-        return f"the body is not an S3 notification (its source: {unsupported_source(notification)}); {_PERMANENT}"
+        return f"the body is not an S3 notification (its source: {_source_name(notification)}); {_PERMANENT}"
     return failure(carried.outcomes(notification, estimator=estimator, store=store))
+
+
+def _source_name(body: Any) -> str:
+    """The name of the source whose event a message carries instead of a notification."""
+    if matches(body):
+        return NAME
+    return next((source.NAME for source in _OTHERS if source.matches(body)), None) or unsupported_source(body)
