@@ -133,7 +133,7 @@ def _formats(args: argparse.Namespace) -> list[str]:
     return [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
 
 
-def _predict(estimator: DepthEstimator, path: Path, base: str, args: argparse.Namespace, options: Options) -> str:
+def _predict(estimator: DepthEstimator, path: Path, *, base: str, args: argparse.Namespace, options: Options) -> str:
     """Write one image's outputs as ``base`` + suffix in ``args.out``; returns the line that reports them."""
     formats = _formats(args)
     heatmap, pfm, png16 = (args.out / f"{base}{suffix}" for suffix in (".png", ".pfm", ".depth.png"))
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = tuple(f".{fmt}" for fmt in _formats(args))
     for path, base in output_bases(args.images, args.png16, extra).items():
         try:
-            print(_predict(estimator, path, base, args, options))
+            print(_predict(estimator, path, base=base, args=args, options=options))
         except (OSError, DepthError) as exc:
             failed += 1
             reason = exc.message if isinstance(exc, DepthError) else (exc.strerror or str(exc))

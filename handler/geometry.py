@@ -157,11 +157,11 @@ def intrinsics(width: int, height: int, options: Options, exif: CameraExif | Non
     """Pinhole intrinsics in pixels of the (upright) image: given fx/fy, else fov, else EXIF, else 60° horizontal."""
     cx = options.cx if options.cx is not None else width / 2
     cy = options.cy if options.cy is not None else height / 2
-    fx, fy, source = _focal_lengths(width, height, options, exif or CameraExif())
+    fx, fy, source = _focal_lengths(width, height, options=options, exif=exif or CameraExif())
     return Intrinsics(float(fx), float(fy), float(cx), float(cy), source)
 
 
-def _focal_lengths(width: int, height: int, options: Options, exif: CameraExif) -> tuple[float, float, str]:
+def _focal_lengths(width: int, height: int, *, options: Options, exif: CameraExif) -> tuple[float, float, str]:
     """fx, fy in pixels and where they came from (:attr:`Intrinsics.source`)."""
     if options.fx is not None or options.fy is not None:
         fx = options.fx if options.fx is not None else options.fy

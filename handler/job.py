@@ -53,7 +53,7 @@ def run(bucket: str, key: str, *, estimator: DepthEstimator, store: S3Store, eta
     started = time.perf_counter()
     outcome = _turned_away(estimator.settings, bucket, key)
     try:
-        outcome = outcome or _make_outputs(bucket, key, estimator, store, etag)
+        outcome = outcome or _make_outputs(bucket, key, estimator=estimator, store=store, etag=etag)
     except DepthError as exc:
         outcome = Outcome(bucket, key, "failed", f"{exc.code}: {exc.message}", retryable=isinstance(exc, RETRYABLE))
     except Exception as exc:  # one broken object must not lose the others
@@ -83,7 +83,7 @@ def _turned_away(settings: Settings, bucket: str, key: str) -> Outcome | None:
     return None
 
 
-def _make_outputs(bucket: str, key: str, estimator: DepthEstimator, store: S3Store, etag: str | None) -> Outcome:
+def _make_outputs(bucket: str, key: str, *, estimator: DepthEstimator, store: S3Store, etag: str | None) -> Outcome:
     settings = estimator.settings
     if not settings.output_bucket:
         raise OutputNotConfigured("OUTPUT_BUCKET is not configured")
@@ -104,7 +104,7 @@ def _make_outputs(bucket: str, key: str, estimator: DepthEstimator, store: S3Sto
     result, files = _render(estimator, obj.body)
     meta = s3_outputs.s3_metadata(source_bucket=bucket, source_key=key, source_etag=obj.etag) | made_by
     tick = time.perf_counter()
-    written = s3_outputs.write_outputs(store, settings, key, files, meta)
+    written = s3_outputs.write_outputs(store, settings, key, files=files, metadata=meta)
     seconds = {"s3_get": got, **result.timings, "s3_put": time.perf_counter() - tick}
     logger.info(
         "heatmap written",

@@ -75,7 +75,7 @@ def recorded_source_etag(store: S3Store, settings: Settings, stem: str, expected
 
 
 def write_outputs(
-    store: S3Store, settings: Settings, stem: str, files: dict[str, bytes], metadata: dict[str, str]
+    store: S3Store, settings: Settings, stem: str, *, files: dict[str, bytes], metadata: dict[str, str]
 ) -> dict[str, str]:
     """Put every rendering under ``stem``, the heatmap last (it marks a complete result: ``recorded_source_etag``);
     if one fails, delete the ones already written (no partial result). Returns rendering → key."""

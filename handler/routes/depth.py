@@ -112,9 +112,8 @@ async def depth(request: Request, estimator: Estimator, store: Store, colormap: 
     if media != "application/json":
         given = shown(media) if media else "a body without Content-Type"
         raise UnsupportedMediaType(f"POST /depth accepts application/json or image/*, not {given}")
-    return await run_blocking(
-        request, respond, estimator, store, await _render_request(request, estimator, store, colormap)
-    )
+    asked = await _render_request(request, estimator=estimator, store=store, colormap=colormap)
+    return await run_blocking(request, respond, estimator, store, asked)
 
 
 async def _heatmap_of_body(request: Request, estimator: DepthEstimator, colormap: str | None) -> Response:
@@ -138,7 +137,7 @@ async def _heatmap_of_body(request: Request, estimator: DepthEstimator, colormap
 
 
 async def _render_request(
-    request: Request, estimator: DepthEstimator, store: S3Store, colormap: str | None
+    request: Request, *, estimator: DepthEstimator, store: S3Store, colormap: str | None
 ) -> RenderRequest:
     """The JSON body → what to render and where: the image (decoded, or read from an allowed S3 object)."""
     settings = estimator.settings
@@ -146,7 +145,7 @@ async def _render_request(
     output = req.output or ("both" if settings.output_bucket else "inline")
     if output != "inline" and not settings.output_bucket:
         raise OutputNotConfigured(f"output '{output}' needs an output bucket; this deployment has none")
-    data, source = await _image(request, req, settings, store)
+    data, source = await _image(request, req, settings=settings, store=store)
     points = None
     if req.point_cloud is not None:
         points = PointCloudAsk(req.point_cloud, (req.geometry or GeometryRequest()).options(output == "inline"))
@@ -155,7 +154,7 @@ async def _render_request(
 
 
 async def _image(
-    request: Request, req: DepthRequest, settings: Settings, store: S3Store
+    request: Request, req: DepthRequest, *, settings: Settings, store: S3Store
 ) -> tuple[bytes, dict[str, str]]:
     """The request's image bytes and where they came from (base64, or an S3 object the read rule allows)."""
     if req.s3 is None:

@@ -91,7 +91,7 @@ def log_result(result: DepthResult, source: dict[str, str], size: int) -> dict[s
 def respond(estimator: DepthEstimator, store: S3Store, request: RenderRequest) -> DepthResponse:
     """Image bytes → depth → renderings placed inline and/or in S3 (blocking: call it in the thread pool)."""
     result = http_depth(estimator, request.data, request.points.options.max_points if request.points else None)
-    fields = _place(estimator, store, result, request)
+    fields = _place(estimator, store, result=result, request=request)
     return DepthResponse(
         model_version=estimator.model.version,
         width=result.width,
@@ -103,13 +103,13 @@ def respond(estimator: DepthEstimator, store: S3Store, request: RenderRequest) -
     )
 
 
-def _place(estimator: DepthEstimator, store: S3Store, result: DepthResult, request: RenderRequest) -> dict[str, Any]:
+def _place(estimator: DepthEstimator, store: S3Store, *, result: DepthResult, request: RenderRequest) -> dict[str, Any]:
     """Render and put the result where it was asked for; returns the fields of a DepthResponse."""
     files, fields = _render(estimator, result, request)
     if request.output in ("inline", "both"):
         fields |= _inline(files, request, fields.get("point_cloud"))
     if request.output in ("s3", "both"):
-        fields |= _stored(estimator, store, files, request)
+        fields |= _stored(estimator, store, files=files, request=request)
     return fields
 
 
@@ -159,7 +159,7 @@ def _inline(files: dict[str, bytes], request: RenderRequest, cloud: PointCloudIn
 
 
 def _stored(
-    estimator: DepthEstimator, store: S3Store, files: dict[str, bytes], request: RenderRequest
+    estimator: DepthEstimator, store: S3Store, *, files: dict[str, bytes], request: RenderRequest
 ) -> dict[str, Any]:
     """The renderings written to the output bucket, as presigned locations. The key is the image's digest and the
     colormap, and the point-cloud options' digest (the same options, the same key)."""
@@ -168,7 +168,7 @@ def _stored(
     if request.points is not None:  # other geometry, other points: a key of their own
         stem += "-" + hashlib.sha256(repr(request.points.options).encode()).hexdigest()[:12]
     meta = s3_outputs.s3_metadata(**request.source, model_sha256=estimator.model.manifest.data["onnx_sha256"])
-    keys = s3_outputs.write_outputs(store, settings, stem, files, meta)
+    keys = s3_outputs.write_outputs(store, settings, stem, files=files, metadata=meta)
     bucket = settings.output_bucket
     fields: dict[str, Any] = {}
     for rendering, key in keys.items():

@@ -41,12 +41,13 @@ def handle(event: dict, context: Any, *, estimator: DepthEstimator, store: S3Sto
     failures: list[PartialItemFailures] = []
     for message in SQSEvent(event).records:
         message_id = message.raw_event.get("messageId") if isinstance(message.raw_event, dict) else None
-        if _failed(message, message_id, estimator, store):  # a message without an id cannot be named: Lambda
-            failures.append({"itemIdentifier": message_id or ""})  # then retries the whole batch
+        if _failed(message, message_id, estimator=estimator, store=store):
+            # a message without an id cannot be named: Lambda then retries the whole batch
+            failures.append({"itemIdentifier": message_id or ""})
     return {"batchItemFailures": failures}
 
 
-def _failed(message: SQSRecord, message_id: str | None, estimator: DepthEstimator, store: S3Store) -> bool:
+def _failed(message: SQSRecord, message_id: str | None, *, estimator: DepthEstimator, store: S3Store) -> bool:
     """Settle one message; True (logged with its reason) when it failed."""
     try:
         reason = _message_failure(message.body, estimator, store)
