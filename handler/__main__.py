@@ -20,9 +20,14 @@ import itertools
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handler.config import Colormap, Settings, local_model_dir
 from handler.errors import DepthError, ModelUnavailable
+
+if TYPE_CHECKING:
+    from handler.estimator import DepthEstimator
+    from handler.geometry import Options
 
 _NAMING = (
     "Outputs are named after each image's stem (photo.jpg -> photo.png, photo.pfm); images of one run with the same "
@@ -50,18 +55,18 @@ def output_bases(images: list[Path], png16: bool, extra: tuple[str, ...] = ()) -
     return bases
 
 
-def _positive(kind):
+def _positive(number):
     def parse(text: str):
-        value = kind(text)
+        value = number(text)
         if not value > 0 or value != value or value == float("inf"):
             raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
         return value
 
-    parse.__name__ = kind.__name__
+    parse.__name__ = number.__name__
     return parse
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m handler", description="MiDaS_small depth maps")
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser(
@@ -92,49 +97,74 @@ def main(argv: list[str] | None = None) -> int:
         "--edge-threshold", type=_positive(float), help="drop points at relative depth jumps above this"
     )
     points.add_argument("--mesh", action="store_true", help="write a coloured triangle mesh over the points instead")
-    args = parser.parse_args(argv)
-    formats = [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
-    from handler import geometry  # deferred: --help stays instant
+    return parser
 
-    try:
-        given = {name: getattr(args, name) for name in ("max_points", "near", "far", "fov", "edge_threshold")}
-        options = geometry.Options(mesh=args.mesh, **{k: v for k, v in given.items() if v is not None})
-    except ValueError as exc:
-        parser.error(str(exc))
 
-    from handler.core import DepthEstimator
+def _ready(args: argparse.Namespace) -> DepthEstimator | None:
+    """The estimator of the run and its output directory, or None (the reason printed) without either."""
+    from handler.estimator import DepthEstimator
 
     try:
         estimator = DepthEstimator.load(Settings(model_dir=local_model_dir(args.model_dir)))
     except ModelUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return None
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"error: cannot create {args.out}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return None
+    return estimator
 
+
+def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Options:
+    """The point-cloud options given (geometry.Options' defaults for the rest); a usage error if they do not fit."""
+    from handler import geometry  # deferred: --help stays instant
+
+    given = {name: getattr(args, name) for name in ("max_points", "near", "far", "fov", "edge_threshold")}
+    try:
+        return geometry.Options(mesh=args.mesh, **{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def _formats(args: argparse.Namespace) -> list[str]:
+    """The point-cloud formats asked for."""
+    return [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
+
+
+def _predict(estimator: DepthEstimator, path: Path, *, base: str, args: argparse.Namespace, options: Options) -> str:
+    """Write one image's outputs as ``base`` + suffix in ``args.out``; returns the line that reports them."""
+    formats = _formats(args)
+    heatmap, pfm, png16 = (args.out / f"{base}{suffix}" for suffix in (".png", ".pfm", ".depth.png"))
+    clouds = [args.out / f"{base}.{fmt}" for fmt in formats]
+    result = estimator.estimate(path.read_bytes(), max_points=options.max_points if formats else None)
+    heatmap.write_bytes(estimator.heatmap_png(result, args.colormap))
+    pfm.write_bytes(estimator.depth_pfm(result))
+    if args.png16:
+        png16.write_bytes(estimator.depth_png16(result))
+    for fmt, cloud in zip(formats, clouds, strict=True):
+        cloud.write_bytes(estimator.point_cloud(result, fmt, options)[0])
+    written = ", ".join(str(p) for p in [*(heatmap, pfm, png16)[: 3 if args.png16 else 2], *clouds])
+    return f"{path} -> {written} ({result.width}x{result.height}, {1000 * result.total_seconds:.0f} ms)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    options = _options(parser, args)
+    estimator = _ready(args)
+    if estimator is None:
+        return 2
     failed = 0
-    extra = tuple(f".{fmt}" for fmt in formats)
+    extra = tuple(f".{fmt}" for fmt in _formats(args))
     for path, base in output_bases(args.images, args.png16, extra).items():
-        heatmap, pfm, png16 = (args.out / f"{base}{suffix}" for suffix in (".png", ".pfm", ".depth.png"))
-        clouds = [args.out / f"{base}.{fmt}" for fmt in formats]
         try:
-            result = estimator.estimate(path.read_bytes(), max_points=options.max_points if formats else None)
-            heatmap.write_bytes(estimator.heatmap_png(result, args.colormap))
-            pfm.write_bytes(estimator.depth_pfm(result))
-            if args.png16:
-                png16.write_bytes(estimator.depth_png16(result))
-            for fmt, cloud in zip(formats, clouds, strict=True):
-                cloud.write_bytes(estimator.point_cloud(result, fmt, options)[0])
+            print(_predict(estimator, path, base=base, args=args, options=options))
         except (OSError, DepthError) as exc:
             failed += 1
             reason = exc.message if isinstance(exc, DepthError) else (exc.strerror or str(exc))
             print(f"error: {path}: {reason}", file=sys.stderr)
-            continue
-        written = ", ".join(str(p) for p in [*(heatmap, pfm, png16)[: 3 if args.png16 else 2], *clouds])
-        print(f"{path} -> {written} ({result.width}x{result.height}, {1000 * result.total_seconds:.0f} ms)")
     return 1 if failed else 0
 
 

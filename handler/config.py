@@ -1,13 +1,12 @@
 """One settings object, read from the environment once and validated at import (bad config fails the cold start).
 
-A plain pydantic model that fills itself from the environment (pydantic-settings would add ~0.1 s of imports to
-every cold start for the same few lines): env var names are the upper-case field names, matched in any case;
+A plain pydantic model that fills itself from the environment (pydantic-settings would add its imports to every
+cold start for the same few lines): env var names are the upper-case field names, matched in any case;
 arguments given to ``Settings(...)`` win over the environment.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,7 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from handler.contract import IMAGE_MODEL_DIR, MANIFEST_FILE
-from handler.errors import ModelUnavailable
+from handler.environment import environment, variable
+from handler.errors import BucketNotAllowed, DepthError, KeyNotAllowed, ModelUnavailable
 
 Colormap = Literal["inferno", "magma", "plasma", "viridis", "turbo", "gray"]
 
@@ -24,6 +24,7 @@ API_GATEWAY_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 LAMBDA_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 
 MODEL_DIR_ENV = "MODEL_DIR"
+DEFAULT_OUTPUT_PREFIX = "depth/"
 # Where `make bake` writes it in a checkout: what a local run (the CLI) uses first.
 CHECKOUT_MODEL_DIR = Path(__file__).resolve().parents[1] / "layer" / "model"
 
@@ -35,7 +36,9 @@ class Settings(BaseModel):
 
     model_dir: str = Field(IMAGE_MODEL_DIR, description="directory with model.onnx + manifest.json")
     output_bucket: str | None = Field(None, description="where heatmaps are written; unset = inline only")
-    output_prefix: str = Field("depth/", min_length=1, description="key prefix of every object the function writes")
+    output_prefix: str = Field(
+        DEFAULT_OUTPUT_PREFIX, min_length=1, description="key prefix of every object the function writes"
+    )
     allowed_input_buckets: frozenset[str] = Field(
         frozenset(),
         description="input buckets: /depth may read and the S3 trigger accepts (comma-separated); empty = none",
@@ -66,14 +69,17 @@ class Settings(BaseModel):
     ort_spinning: bool | None = Field(
         None, description="ORT threads busy-wait between operators; unset = only on whole, unthrottled cores"
     )
+    powertools_metrics_namespace: str = Field("MidasDepth", description="CloudWatch namespace of the metrics")
+    aws_endpoint_url_s3: str | None = Field(None, description="boto3's S3 endpoint (an emulator): path-style keys")
+    aws_endpoint_url: str | None = Field(None, description="boto3's endpoint of every service (an emulator)")
 
     @model_validator(mode="before")
     @classmethod
     def _from_environment(cls, given: object) -> object:
         if not isinstance(given, dict):
             return given
-        environment = {name.lower(): value for name, value in os.environ.items()}
-        return {**{name: environment[name] for name in cls.model_fields if name in environment}, **given}
+        found = environment()
+        return {**{name: found[name] for name in cls.model_fields if name in found}, **given}
 
     @field_validator("allowed_input_buckets", "allowed_input_prefixes", mode="before")
     @classmethod
@@ -82,10 +88,15 @@ class Settings(BaseModel):
             return frozenset(b.strip() for b in value.split(",") if b.strip())
         return value
 
-    @field_validator("output_bucket", mode="before")
+    @field_validator("output_bucket", "aws_endpoint_url_s3", "aws_endpoint_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("powertools_metrics_namespace", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return "MidasDepth" if value == "" else value
 
     @field_validator("output_prefix")
     @classmethod
@@ -106,6 +117,27 @@ class Settings(BaseModel):
     def input_prefixes(self) -> tuple[str, ...]:
         """The key prefixes ``/depth`` may read: ALLOWED_INPUT_PREFIXES, else the upload prefix."""
         return tuple(sorted(self.allowed_input_prefixes)) or (self.upload_prefix,)
+
+    @property
+    def s3_endpoint_url(self) -> str | None:
+        """The S3 endpoint boto3 uses instead of AWS's (an emulator), if one is set."""
+        return self.aws_endpoint_url_s3 or self.aws_endpoint_url
+
+    def may_read(self, bucket: str, key: str, *, by_api: bool = False) -> DepthError | None:
+        """Why the function must not read ``s3://bucket/key``, or None: the one read rule of the upload trigger, the
+        API (``by_api``) and the local scripts, decided before any S3 call so that a refusal says nothing about what
+        the bucket holds (the role's GetObject is scoped the same way). The bucket must be an input bucket
+        (ALLOWED_INPUT_BUCKETS); the key under the upload prefix, or for the API under any of :attr:`input_prefixes`.
+        The messages address each reader: the API's caller, or the trigger's log and completion reports."""
+        if bucket not in self.allowed_input_buckets:
+            subject = "the bucket is not" if by_api else "not"
+            return BucketNotAllowed(f"{subject} one of this function's input buckets (ALLOWED_INPUT_BUCKETS)")
+        if by_api and not key.startswith(self.input_prefixes):
+            allowed = ", ".join(self.input_prefixes)
+            return KeyNotAllowed(f"the key is outside the prefixes this function may read ({allowed})")
+        if not by_api and not key.startswith(self.upload_prefix):
+            return KeyNotAllowed(f"outside the upload prefix {self.upload_prefix} (UPLOAD_PREFIX)")
+        return None
 
     @property
     def http_max_pixels(self) -> int:
@@ -134,8 +166,8 @@ def local_model_dir(explicit: str | None = None) -> str:
     """
     if explicit:
         tried = [(explicit, "--model-dir")]
-    elif os.environ.get(MODEL_DIR_ENV):
-        tried = [(os.environ[MODEL_DIR_ENV], f"${MODEL_DIR_ENV}")]
+    elif variable(MODEL_DIR_ENV):
+        tried = [(str(variable(MODEL_DIR_ENV)), f"${MODEL_DIR_ENV}")]
     else:
         tried = [(str(CHECKOUT_MODEL_DIR), "the checkout's layer/model/"), (IMAGE_MODEL_DIR, "the image's model")]
     for directory, _ in tried:

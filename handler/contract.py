@@ -14,9 +14,10 @@ OFFICIAL_CHECKPOINT_URL = "https://github.com/isl-org/MiDaS/releases/download/v2
 
 ONNX_FILE = "model.onnx"
 # The same graph after ONNX Runtime's full optimisation on the bake's CPU (fused, in ORT's blocked NCHWc layout):
-# loads in half the time, and only where the CPU's vector features and ORT's version are the bake's.
+# nothing left to optimise at load (docs/performance.md), but valid only where the CPU's vector features and ORT's
+# version are the bake's.
 OPTIMIZED_FILE = "model.optimized.onnx"
-# Its weights, apart from the graph: ORT maps them from the file instead of copying them (loads in ~15 ms, not 150).
+# Its weights, apart from the graph: ORT maps them from the file instead of copying them.
 OPTIMIZED_DATA_FILE = "model.optimized.data"
 # A seeded input both the bake and the runtime run through the optimised graph: it must give the portable
 # model's output (recorded by the bake) within this fraction of the output's range, or the runtime falls back.
@@ -123,7 +124,7 @@ def session_options(threads: int = 0, spinning: bool = True, pre_optimized: bool
     level = ort.GraphOptimizationLevel
     options.graph_optimization_level = level.ORT_DISABLE_ALL if pre_optimized else level.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    # Spinning is only safe because NumPy's BLAS is single-threaded (handler/__init__.py): with a second
-    # thread pool on the same cores, 640x480 end to end took 88 ms spinning vs 37 ms not.
+    # Spinning is only safe because NumPy's BLAS is single-threaded (handler/__init__.py): beside a second
+    # thread pool on the same cores, the spinning threads would take the time that pool needs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options

@@ -1,60 +1,44 @@
-"""Lambda entry: routes each event by its source (``handler.events``): HTTP events (API Gateway REST and HTTP APIs,
-Function URL, ALB) to FastAPI through Mangum; S3 events (direct, via EventBridge, or either via SQS) to the S3 path;
-S3 Batch Operations jobs to the batch path; and refuses the rest. Each invocation ends by printing the metrics it
-recorded (``handler.metrics``). Importing it loads the model once per container.
-
-The web stack (FastAPI, Starlette, Mangum: about a third of a second of imports) is built on the first HTTP event,
-not at import: a container that only ever sees S3 events never pays for it.
+"""Lambda entry: the first source in ``SOURCES`` whose ``matches(event)`` is true handles the event (HTTP through
+FastAPI and Mangum; S3 notifications, EventBridge S3 events, either via SQS, and S3 Batch Operations jobs through
+the per-object job); any other event is refused by name (``handler.events``). Each invocation ends by printing the
+metrics it recorded (``handler.metrics``). Importing it loads the model once per container.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 # isort: off
-from handler import runtime  # first: the model starts loading while the modules below are imported
+from handler import container  # first: the model starts loading while the modules below are imported
 
 # isort: on
-from handler import batch, events, metrics, s3
+from handler import events, metrics
 from handler.logs import logger
+from handler.sources import Source, eventbridge_s3, http, s3_batch, s3_notification, sqs
 
-estimator = runtime.wait_for_estimator()
-store = runtime.store
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
+estimator = container.wait_for_estimator()
+store = container.store
 
-@lru_cache(maxsize=1)
-def http_app():  # noqa: ANN201  (a FastAPI app; its type would import the web stack here)
-    """The FastAPI app around the container's estimator and store, made once, on first use."""
-    from handler.http import create_app
-
-    return create_app(estimator, store)
-
-
-@lru_cache(maxsize=1)
-def http_events():  # noqa: ANN201
-    """The app behind Mangum (``handler.http_events``), made once, on the first HTTP event."""
-    from handler.http_events import HttpEvents
-
-    return HttpEvents(http_app())
+# The order of the refusal's list of what the function handles; no two of these take the same event.
+SOURCES: tuple[Source, ...] = (http, s3_notification, sqs, eventbridge_s3, s3_batch)
 
 
-ROUTES = {
-    "http": lambda event, context: http_events()(event, context),
-    "s3": lambda event, context: s3.handle_s3_event(event, estimator, store),
-    "sqs": lambda event, context: s3.handle_sqs_event(event, estimator, store),
-    "eventbridge-s3": lambda event, context: s3.handle_eventbridge_event(event, estimator, store),
-    "s3-batch": lambda event, context: batch.handle_batch_event(event, estimator, store),
-}
+def http_app() -> FastAPI:
+    """The FastAPI app around the container's estimator and store (``uvicorn --factory handler.entry:http_app``)."""
+    return http.app(estimator, store)
 
 
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict, context: object) -> dict:
-    kind = events.event_kind(event)
-    if kind not in ROUTES:
-        error = events.refusal(kind, event, handled=ROUTES)
-        logger.error("unsupported event source", extra={"source": kind, "reason": str(error)})
+def lambda_handler(event: Any, context: Any) -> Any:
+    source = next((source for source in SOURCES if source.matches(event)), None)
+    if source is None:
+        error = events.refusal(event, handled=SOURCES)
+        logger.error("unsupported event source", extra={"source": error.source, "reason": str(error)})
         raise error
     try:
-        return ROUTES[kind](event, context)
+        return source.handle(event, context, estimator=estimator, store=store)
     finally:
         metrics.flush()

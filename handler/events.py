@@ -1,129 +1,124 @@
-"""Which AWS service sent an event: one ordered table of event shapes, the first match names the source.
+"""The shapes of AWS events, and the one table of the sources this function refuses, by name.
 
-``event_kind(event)`` answers a short name ("http", "s3", "sqs", "sns", "s3-batch", "eventbridge-s3", ...; "unknown"
-when nothing matches). The entry routes on it, and refuses what it has no route for with ``refusal``, whose message
-names the source. A new source is one row here and one route in ``handler.entry``.
+The sources it handles (``handler.sources``) recognise their own events with the shape helpers below; the entry
+refuses any other event with :func:`refusal`, whose message names the source from :data:`UNSUPPORTED` (the first
+row that matches; "unknown" when none does) and lists the sources the function handles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handler.errors import UnsupportedEvent
 
+if TYPE_CHECKING:
+    from handler.sources import Source
+
 Shape = Callable[[dict[str, Any]], bool]
+UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class Source:
-    kind: str
-    label: str
-    matches: Shape
-
-
-def _has(*keys: str) -> Shape:
-    return lambda event: all(key in event for key in keys)
-
-
-def _first_record(event: dict[str, Any]) -> dict[str, Any]:
-    records = event.get("Records")
+def first_record(event: Any) -> dict[str, Any]:
+    """``Records[0]`` of an event, or {} when it has none (or it is not an object)."""
+    records = event.get("Records") if isinstance(event, dict) else None
     first = records[0] if isinstance(records, list) and records else None
     return first if isinstance(first, dict) else {}
 
 
-def _record_source(name: str) -> Shape:
+def record_source(name: str) -> Shape:
     """``Records[0].eventSource`` (``EventSource`` for SNS) is ``name``: S3, SQS, SNS, DynamoDB, Kinesis, SES."""
 
-    def matches(event: dict[str, Any]) -> bool:
-        first = _first_record(event)
+    def matches(event: Any) -> bool:
+        first = first_record(event)
         return name in (first.get("eventSource"), first.get("EventSource"))
 
     return matches
 
 
-def _first_record_has(key: str) -> Shape:
-    return lambda event: key in _first_record(event)
+def eventbridge(source: str | None = None, detail_type: str | None = None) -> Shape:
+    """An EventBridge event (``detail-type`` and ``source``), from ``source`` and of ``detail_type`` when given."""
 
-
-def _is_authorizer(event: dict[str, Any]) -> bool:
-    return event.get("type") in ("TOKEN", "REQUEST") and ("methodArn" in event or "routeArn" in event)
-
-
-def _is_vpc_lattice(event: dict[str, Any]) -> bool:
-    context = event.get("requestContext")
-    return "raw_path" in event or (isinstance(context, dict) and "serviceNetworkArn" in context)  # versions 1 and 2
-
-
-def _is_http(event: dict[str, Any]) -> bool:
-    """The shapes Mangum adapts: ALB (``requestContext.elb``), REST API (``resource``), HTTP API / Function URL
-    (``version``), each with a ``requestContext``. Authorizer and VPC Lattice events also look like this: the rows
-    before this one take them."""
-    return isinstance(event.get("requestContext"), dict) and (
-        "elb" in event["requestContext"] or "resource" in event or "version" in event
-    )
-
-
-def _eventbridge(source: str | None = None, detail_type: str | None = None) -> Shape:
-    def matches(event: dict[str, Any]) -> bool:
-        if "detail-type" not in event or "source" not in event:
+    def matches(event: Any) -> bool:
+        if not isinstance(event, dict) or "detail-type" not in event or "source" not in event:
             return False
         return source in (None, event["source"]) and detail_type in (None, event["detail-type"])
 
     return matches
 
 
+def is_authorizer(event: dict[str, Any]) -> bool:
+    return event.get("type") in ("TOKEN", "REQUEST") and ("methodArn" in event or "routeArn" in event)
+
+
+def is_vpc_lattice(event: dict[str, Any]) -> bool:
+    context = event.get("requestContext")
+    return "raw_path" in event or (isinstance(context, dict) and "serviceNetworkArn" in context)  # versions 1 and 2
+
+
+def _has(*keys: str) -> Shape:
+    return lambda event: all(key in event for key in keys)
+
+
+def _first_record_has(key: str) -> Shape:
+    return lambda event: key in first_record(event)
+
+
 def _is_appsync(event: Any) -> bool:
     return isinstance(event, dict) and "arguments" in event and ("info" in event or "fieldName" in event)
 
 
-SOURCES: tuple[Source, ...] = (
-    Source("s3", "S3 event notification", _record_source("aws:s3")),
-    Source("sqs", "SQS messages carrying S3 notifications", _record_source("aws:sqs")),
-    Source("sns", "SNS notification", _record_source("aws:sns")),
-    Source("dynamodb", "DynamoDB stream records", _record_source("aws:dynamodb")),
-    Source("kinesis", "Kinesis stream records", _record_source("aws:kinesis")),
-    Source("ses", "SES email receipt", _record_source("aws:ses")),
-    Source("codecommit", "CodeCommit trigger", _first_record_has("codecommit")),
-    Source("lambda-edge", "CloudFront Lambda@Edge request", _first_record_has("cf")),
-    Source("apigw-authorizer", "API Gateway Lambda authorizer request", _is_authorizer),
-    Source("vpc-lattice", "VPC Lattice request", _is_vpc_lattice),
-    Source("http", "HTTP request (API Gateway REST or HTTP API, Function URL, ALB)", _is_http),
-    Source("s3-batch", "S3 Batch Operations job", _has("invocationSchemaVersion", "tasks")),
-    Source("s3-object-lambda", "S3 Object Lambda request", _has("getObjectContext")),
-    Source("eventbridge-s3", "S3 notification via EventBridge", _eventbridge(source="aws.s3")),
-    Source("schedule", "EventBridge scheduled event", _eventbridge("aws.events", "Scheduled Event")),
-    Source("eventbridge", "EventBridge event", _eventbridge()),
-    Source("cloudwatch-alarm", "CloudWatch alarm action", _has("alarmData")),
-    Source("cloudwatch-logs", "CloudWatch Logs subscription", _has("awslogs")),
-    Source("firehose", "Kinesis Data Firehose transformation", _has("invocationId", "records")),
-    Source("kafka", "Kafka records", lambda e: e.get("eventSource") in ("aws:kafka", "aws:SelfManagedKafka")),
-    Source("mq", "Amazon MQ messages", lambda e: e.get("eventSource") in ("aws:amq", "aws:rmq")),
-    Source("cognito", "Cognito trigger", lambda e: "userPoolId" in e or "identityPoolId" in e),
-    Source("cloudformation", "CloudFormation custom resource request", _has("RequestType", "ResponseURL")),
-    Source("codepipeline", "CodePipeline job", _has("CodePipeline.job")),
-    Source("codedeploy", "CodeDeploy lifecycle hook", _has("LifecycleEventHookExecutionId")),
-    Source("config", "AWS Config rule evaluation", _has("configRuleArn")),
-    Source("secretsmanager", "Secrets Manager rotation", _has("SecretId", "Step")),
-    Source("connect", "Amazon Connect contact flow", lambda e: e.get("Name") == "ContactFlowEvent"),
-    Source("appsync", "AppSync resolver", _is_appsync),
-    Source("bedrock-agent", "Bedrock agent action", _has("agent", "actionGroup")),
-    Source("lex", "Lex bot", lambda e: "sessionState" in e or "currentIntent" in e),
-    Source("alexa", "Alexa skill request", _has("session", "request", "context")),
-    Source("workmail", "WorkMail email flow", _has("summaryVersion", "envelope")),
-    Source("sagemaker-ground-truth", "SageMaker Ground Truth labeling", _has("labelingJobArn")),
+@dataclass(frozen=True)
+class Unsupported:
+    name: str
+    label: str
+    matches: Shape
+
+
+# In this order: a row's shape may also fit an event that a row above it takes.
+UNSUPPORTED: tuple[Unsupported, ...] = (
+    Unsupported("sns", "SNS notification", record_source("aws:sns")),
+    Unsupported("dynamodb", "DynamoDB stream records", record_source("aws:dynamodb")),
+    Unsupported("kinesis", "Kinesis stream records", record_source("aws:kinesis")),
+    Unsupported("ses", "SES email receipt", record_source("aws:ses")),
+    Unsupported("codecommit", "CodeCommit trigger", _first_record_has("codecommit")),
+    Unsupported("lambda-edge", "CloudFront Lambda@Edge request", _first_record_has("cf")),
+    Unsupported("apigw-authorizer", "API Gateway Lambda authorizer request", is_authorizer),
+    Unsupported("vpc-lattice", "VPC Lattice request", is_vpc_lattice),
+    Unsupported("s3-object-lambda", "S3 Object Lambda request", _has("getObjectContext")),
+    Unsupported("schedule", "EventBridge scheduled event", eventbridge("aws.events", "Scheduled Event")),
+    Unsupported("eventbridge", "EventBridge event", eventbridge()),
+    Unsupported("cloudwatch-alarm", "CloudWatch alarm action", _has("alarmData")),
+    Unsupported("cloudwatch-logs", "CloudWatch Logs subscription", _has("awslogs")),
+    Unsupported("firehose", "Kinesis Data Firehose transformation", _has("invocationId", "records")),
+    Unsupported("kafka", "Kafka records", lambda e: e.get("eventSource") in ("aws:kafka", "aws:SelfManagedKafka")),
+    Unsupported("mq", "Amazon MQ messages", lambda e: e.get("eventSource") in ("aws:amq", "aws:rmq")),
+    Unsupported("cognito", "Cognito trigger", lambda e: "userPoolId" in e or "identityPoolId" in e),
+    Unsupported("cloudformation", "CloudFormation custom resource request", _has("RequestType", "ResponseURL")),
+    Unsupported("codepipeline", "CodePipeline job", _has("CodePipeline.job")),
+    Unsupported("codedeploy", "CodeDeploy lifecycle hook", _has("LifecycleEventHookExecutionId")),
+    Unsupported("config", "AWS Config rule evaluation", _has("configRuleArn")),
+    Unsupported("secretsmanager", "Secrets Manager rotation", _has("SecretId", "Step")),
+    Unsupported("connect", "Amazon Connect contact flow", lambda e: e.get("Name") == "ContactFlowEvent"),
+    Unsupported("appsync", "AppSync resolver", _is_appsync),
+    Unsupported("bedrock-agent", "Bedrock agent action", _has("agent", "actionGroup")),
+    Unsupported("lex", "Lex bot", lambda e: "sessionState" in e or "currentIntent" in e),
+    Unsupported("alexa", "Alexa skill request", _has("session", "request", "context")),
+    Unsupported("workmail", "WorkMail email flow", _has("summaryVersion", "envelope")),
+    Unsupported("sagemaker-ground-truth", "SageMaker Ground Truth labeling", _has("labelingJobArn")),
 )
-_LABELS = {source.kind: source.label for source in SOURCES}
+_LABELS = {row.name: row.label for row in UNSUPPORTED}
 
 
-def event_kind(event: Any) -> str:
-    """The short name of the source that sent ``event`` (any JSON value Lambda can be invoked with)."""
+def unsupported_source(event: Any) -> str:
+    """The name of the refused source that sent ``event`` (any JSON value Lambda can be invoked with), or
+    "unknown"."""
     if isinstance(event, list):  # AppSync batches resolver invocations into a list; nothing else sends one
-        return "appsync" if event and all(_is_appsync(item) for item in event) else "unknown"
+        return "appsync" if event and all(_is_appsync(item) for item in event) else UNKNOWN
     if not isinstance(event, dict):
-        return "unknown"
-    return next((source.kind for source in SOURCES if source.matches(event)), "unknown")
+        return UNKNOWN
+    return next((row.name for row in UNSUPPORTED if row.matches(event)), UNKNOWN)
 
 
 def _shape(event: Any) -> str:
@@ -134,9 +129,13 @@ def _shape(event: Any) -> str:
     return f"a JSON {json_types.get(type(event), type(event).__name__)}"
 
 
-def refusal(kind: str, event: Any, handled: Iterable[str]) -> UnsupportedEvent:
-    """The error for an event of ``kind`` that no route takes; ``handled``: the kinds that have one."""
-    known = kind in _LABELS
-    what = f"event source {kind} ({_LABELS[kind]})" if known else f"event of no known source ({_shape(event)})"
-    accepted = "; ".join(_LABELS[k] for k in handled)
-    return UnsupportedEvent(f"{what} is not wired to this function; it handles: {accepted}", source=kind)
+def refusal(event: Any, handled: Iterable[Source]) -> UnsupportedEvent:
+    """The error for an event that none of the ``handled`` sources takes: it names the event's source."""
+    source = unsupported_source(event)
+    what = (
+        f"event source {source} ({_LABELS[source]})"
+        if source in _LABELS
+        else f"event of no known source ({_shape(event)})"
+    )
+    accepted = "; ".join(s.LABEL for s in handled)
+    return UnsupportedEvent(f"{what} is not wired to this function; it handles: {accepted}", source=source)

@@ -62,9 +62,6 @@ class Intrinsics:
     cy: float
     source: str  # "given", "fov", "exif-35mm", "exif-focal-plane" or "default-fov"
 
-    def as_dict(self) -> dict[str, float | str]:
-        return {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy, "source": self.source}
-
 
 @dataclass(frozen=True)
 class Options:
@@ -160,26 +157,35 @@ def intrinsics(width: int, height: int, options: Options, exif: CameraExif | Non
     """Pinhole intrinsics in pixels of the (upright) image: given fx/fy, else fov, else EXIF, else 60° horizontal."""
     cx = options.cx if options.cx is not None else width / 2
     cy = options.cy if options.cy is not None else height / 2
+    fx, fy, source = _focal_lengths(width, height, options=options, exif=exif or CameraExif())
+    return Intrinsics(float(fx), float(fy), float(cx), float(cy), source)
+
+
+def _focal_lengths(width: int, height: int, *, options: Options, exif: CameraExif) -> tuple[float, float, str]:
+    """fx, fy in pixels and where they came from (:attr:`Intrinsics.source`)."""
     if options.fx is not None or options.fy is not None:
         fx = options.fx if options.fx is not None else options.fy
         fy = options.fy if options.fy is not None else fx
-        return Intrinsics(float(fx), float(fy), float(cx), float(cy), "given")
+        return fx, fy, "given"  # one of them is given: neither is None
     if options.fov is not None:
         f = width / 2 / math.tan(math.radians(options.fov) / 2)
-        return Intrinsics(f, f, float(cx), float(cy), "fov")
-    exif = exif or CameraExif()
+        return f, f, "fov"
+    f, source = _exif_focal_length(width, height, exif)
+    return f, f, source
+
+
+def _exif_focal_length(width: int, height: int, exif: CameraExif) -> tuple[float, str]:
+    """The focal length in pixels that the photo's EXIF gives, else that of a 60° horizontal field of view."""
     if exif.focal_35mm:
         # 35 mm-equivalent: the same field of view on a 36 x 24 mm frame, matched along the diagonal
-        f = exif.focal_35mm * math.hypot(width, height) / FULL_FRAME_DIAGONAL_MM
-        return Intrinsics(f, f, float(cx), float(cy), "exif-35mm")
+        return exif.focal_35mm * math.hypot(width, height) / FULL_FRAME_DIAGONAL_MM, "exif-35mm"
     if exif.focal_mm and exif.focal_plane_px_per_mm:
         f = exif.focal_mm * exif.focal_plane_px_per_mm
         if exif.exif_width and exif.exif_height:
             # the resolution counts pixels of the sensor's readout; scale to this image (either orientation)
             f *= max(width, height) / max(exif.exif_width, exif.exif_height)
-        return Intrinsics(f, f, float(cx), float(cy), "exif-focal-plane")
-    f = width / 2 / math.tan(math.radians(DEFAULT_FOV_DEGREES) / 2)
-    return Intrinsics(f, f, float(cx), float(cy), "default-fov")
+        return f, "exif-focal-plane"
+    return width / 2 / math.tan(math.radians(DEFAULT_FOV_DEGREES) / 2), "default-fov"
 
 
 # ------------------------------------------------------------------------------------------------ depth

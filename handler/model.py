@@ -18,9 +18,10 @@ import numpy as np
 import onnxruntime as ort
 
 from handler import contract
+from handler.environment import variable
 from handler.errors import ModelUnavailable
 
-if TYPE_CHECKING:  # the loader itself needs no settings (handler.runtime starts it before they are read)
+if TYPE_CHECKING:  # the loader itself needs no settings (handler.container starts it before they are read)
     from handler.config import Settings
 
 # Lambda gives a function CPU time in proportion to its memory: one vCPU's worth at 1769 MB.
@@ -46,8 +47,7 @@ class CpuShare:
     @property
     def spinning(self) -> bool:
         """Idle ORT threads may busy-wait only on whole, unthrottled cores: under a quota the spin eats the time
-        the next operator needs (measured in the container at --cpus 1.16: 2 threads spinning are slower than
-        2 threads not spinning, and both slower than 1 thread)."""
+        the next operator needs (docs/performance.md, the image at Lambda's CPU shares)."""
         return not self.throttled and self.threads > 1
 
 
@@ -71,19 +71,14 @@ def cpu_share() -> CpuShare:
     quota = cgroup_quota()
     if quota is not None:
         share = min(share, quota)
-    memory_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    memory_mb = variable("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or ""
     if memory_mb.isdigit() and int(memory_mb) > 0:  # Lambda shows 2+ vCPUs but throttles them to this share
         share = min(share, int(memory_mb) / LAMBDA_MB_PER_VCPU)
     return CpuShare(cores=max(1, cores), share=max(share, 0.01))
 
 
-def available_cpus() -> int:
-    """Whole CPUs this process may use (see :func:`cpu_share`)."""
-    return cpu_share().threads
-
-
 def _release_freed_heap() -> None:
-    """Give the heap ORT freed while building the session back to the OS (≈55 MB of idle RSS on glibc)."""
+    """Give the heap ORT freed while building the session back to the OS (idle RSS; glibc only)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to release
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -169,13 +164,13 @@ class DepthModel:
 
         The bake's optimised graph (:data:`contract.OPTIMIZED_FILE`) when the manifest has one that fits here: the
         same ONNX Runtime version and CPU vector features as the bake, and its probe output equal to the portable
-        model's. Else ``model.onnx``, optimised at load (about 0.1 s more); ``variant_note`` says why.
+        model's. Else ``model.onnx``, optimised at load (a slower start); ``variant_note`` says why.
 
         Args:
             model_dir: directory holding model.onnx and manifest.json from the bake.
             threads: intra-op threads; 0 = the CPU share rounded to whole cores (:class:`CpuShare`).
-            spinning: let idle ORT threads busy-wait for the next operator (ORT's default): ~1.5 ms faster per
-                640x480 image on whole cores; wasteful where the CPU is a time-sliced fraction of a core.
+            spinning: let idle ORT threads busy-wait for the next operator (ORT's default): faster on whole
+                cores; wasteful where the CPU is a time-sliced fraction of a core.
                 None = only on whole, unthrottled cores.
         """
         started = time.perf_counter()

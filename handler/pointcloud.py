@@ -19,7 +19,6 @@ import numpy as np
 from handler.geometry import PointCloud
 
 FORMATS = {"ply": (".ply", "application/x-ply"), "glb": (".glb", "model/gltf-binary")}
-BYTES_PER_POINT = {"ply": 15, "glb": 16}
 
 _PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 _GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # "glTF"
@@ -139,28 +138,3 @@ def glb_bytes(cloud: PointCloud) -> bytes:
             bin_chunk,
         ]
     )
-
-
-def read_glb_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`glb_bytes` for clients and tests: (positions float32 (N, 3), colours uint8 (N, 3))."""
-    magic, _, total = struct.unpack_from("<III", data)
-    if magic != _GLB_MAGIC or total != len(data):
-        raise ValueError("not a GLB file")
-    json_length, _ = struct.unpack_from("<II", data, 12)
-    gltf = json.loads(data[20 : 20 + json_length])
-    binary = data[20 + json_length + 8 :]
-    views, accessors = gltf["bufferViews"], gltf["accessors"]
-    pos, col = accessors[0], accessors[1]
-    pos_view, col_view = views[pos["bufferView"]], views[col["bufferView"]]
-    positions = np.frombuffer(binary, "<f4", pos["count"] * 3, pos_view["byteOffset"]).reshape(-1, 3)
-    colors = np.frombuffer(binary, np.uint8, col["count"] * 4, col_view["byteOffset"]).reshape(-1, 4)[:, :3]
-    return positions.copy(), colors.copy()
-
-
-def read_ply_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`ply_bytes` (this layout only): (positions float32 (N, 3), colours uint8 (N, 3))."""
-    end = data.index(b"end_header\n") + len(b"end_header\n")
-    count = int(data[: data.index(b"\nproperty")].rsplit(b"element vertex ", 1)[1])
-    vertices = np.frombuffer(data, _PLY_VERTEX, count=count, offset=end)
-    positions = np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=1)
-    return positions, np.stack([vertices["red"], vertices["green"], vertices["blue"]], axis=1)

@@ -1,15 +1,15 @@
 """MiDaS small transform (upstream ``small_transform``) and the resize of the prediction back to the image size.
 
 Both resizes are bicubic with OpenCV's / torch's kernel (a = -0.75, half-pixel centres, edge pixels replicated),
-in NumPy so the runtime needs no OpenCV (ONNX Runtime's own cubic ``Resize`` is 10-20x slower than this). Each
+in NumPy so the runtime needs no OpenCV (ONNX Runtime's own cubic ``Resize`` is far slower than this). Each
 output pixel reads 4 source pixels per axis, and the work is shaped so NumPy does it in a few large BLAS calls
 with no strided transposes:
 
 - shrinking (a photo to the network's size) gathers only the 4 source rows / columns each output reads, as uint8,
   and weighs them with one batched matrix product per axis; one colour channel at a time, so every array is 2-D;
 - resizing the prediction to the photo's size multiplies by the weight matrix in bands: a band of output rows
-  reads only the few source rows under it, so a 12 MP upsample does ~1/30 of the dense product's arithmetic
-  (640x480: 3.6 → 0.3 ms; 12 MP: 55 → 9 ms).
+  reads only the few source rows under it, so the products skip the weight matrix's zeros, most of a large
+  upsample's arithmetic (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _A = -0.75  # cubic convolution coefficient of cv2.INTER_CUBIC and torch's bicub
 _SCALE = (1.0 / (255.0 * np.asarray(contract.STD, dtype=np.float64))).astype(np.float32)
 _OFFSET = (-np.asarray(contract.MEAN, dtype=np.float64) / np.asarray(contract.STD)).astype(np.float32)
 # Shrink horizontally first (columns before rows) when the width shrinks at least this much: the column gather
-# then touches fewer pixels than the rows-first pass (measured: equal at 1920 -> 256, 2.4x faster at 12 MP).
+# then touches fewer pixels than the rows-first pass (docs/performance.md).
 _COLUMNS_FIRST_FACTOR = 6
 
 

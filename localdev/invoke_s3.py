@@ -41,10 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def key_problem(key: str) -> str | None:
-    """Why the upload trigger would not take ``key`` (outside uploads/, or not an image extension), if it would not."""
+    """Why the upload trigger would not take ``key`` (outside uploads/, or not an image extension), if it would not:
+    the function's own read rule (``Settings.may_read``) with this run's upload prefix."""
+    from handler.config import Settings
     from handler.imaging import IMAGE_EXTENSIONS
 
-    if not key.startswith(serve_local.UPLOAD_PREFIX):
+    trigger = Settings(allowed_input_buckets=serve_local.INPUT_BUCKET, upload_prefix=serve_local.UPLOAD_PREFIX)
+    if trigger.may_read(serve_local.INPUT_BUCKET, key) is not None:
         return f"{key} is outside {serve_local.UPLOAD_PREFIX}, the only prefix the trigger takes"
     if Path(key).suffix.lower() not in IMAGE_EXTENSIONS:
         return f"{key} is not an image key the trigger handles ({' '.join(sorted(IMAGE_EXTENSIONS))})"
@@ -57,7 +60,8 @@ def upload_to_serve(args: argparse.Namespace) -> int:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from handler.outputs import upload_stem
+    from handler.config import DEFAULT_OUTPUT_PREFIX
+    from handler.s3_outputs import output_key
 
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
@@ -71,7 +75,7 @@ def upload_to_serve(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     source, output = f"s3://{serve_local.INPUT_BUCKET}/{key}", serve_local.OUTPUT_BUCKET
-    out_key = f"depth/{upload_stem(key)}.png"
+    out_key = output_key(DEFAULT_OUTPUT_PREFIX, key, "heatmap")
     try:
         s3.delete_object(Bucket=output, Key=out_key)  # so that the heatmap waited for is this upload's
         s3.put_object(Bucket=serve_local.INPUT_BUCKET, Key=key, Body=args.image.read_bytes())
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     # The deployment's environment, pointed at the emulator's buckets; then the real entry, as Lambda calls it.
     os.environ.update(function_env(model_dir=model_dir, output_bucket=args.output_bucket, input_buckets=args.bucket))
     from handler.entry import lambda_handler
-    from handler.s3 import RecordsFailed
+    from handler.sources.settle import RecordsFailed
 
     try:
         summary = lambda_handler(event, LambdaContext())

@@ -134,14 +134,19 @@ def poll_uploads(
 
 def banner(url: str, endpoint: str, s3_port: int) -> str:
     """What `make serve` prints once everything runs: where to go, and how to upload and fetch."""
+    from handler.config import DEFAULT_OUTPUT_PREFIX
+    from handler.s3_outputs import output_key
+
     env = " ".join(f"{name}={value}" for name, value in CREDENTIALS.items())
+    heatmap = output_key(DEFAULT_OUTPUT_PREFIX, f"{UPLOAD_PREFIX}<name>.jpg", "heatmap")
+    photo_heatmap = output_key(DEFAULT_OUTPUT_PREFIX, f"{UPLOAD_PREFIX}photo.jpg", "heatmap")
     aws = f"{env} \\\n    aws --endpoint-url {endpoint} s3"
     port_arg = "" if s3_port == DEFAULT_S3_PORT else f" S3_PORT={s3_port}"
     return (
         f"\nMiDaS depth API  {url}/   (API docs: {url}/docs)\n"
         f"S3 emulator      {endpoint}   buckets {INPUT_BUCKET} (input), {OUTPUT_BUCKET} (output)\n"
-        f"Upload trigger   s3://{INPUT_BUCKET}/{UPLOAD_PREFIX}<name>.jpg -> s3://{OUTPUT_BUCKET}/depth/"
-        f"{UPLOAD_PREFIX}<name>.jpg.png   (queue {QUEUE}, {MAX_RECEIVES} tries)\n"
+        f"Upload trigger   s3://{INPUT_BUCKET}/{UPLOAD_PREFIX}<name>.jpg -> s3://{OUTPUT_BUCKET}/{heatmap}"
+        f"   (queue {QUEUE}, {MAX_RECEIVES} tries)\n"
         f"\nThe API:\n"
         f"  curl -F image=@photo.jpg {url}/predict\n"
         f"  curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' {url}/depth -o depth.png\n"
@@ -149,7 +154,7 @@ def banner(url: str, endpoint: str, s3_port: int) -> str:
         f'  make upload IMAGE="photo.jpg"{port_arg}\n'
         f"Any S3 client (endpoint {endpoint}, any credentials), e.g. the AWS CLI:\n"
         f"  {aws} cp photo.jpg s3://{INPUT_BUCKET}/{UPLOAD_PREFIX}\n"
-        f"  {aws} cp s3://{OUTPUT_BUCKET}/depth/{UPLOAD_PREFIX}photo.jpg.png .   # a second or so later\n"
+        f"  {aws} cp s3://{OUTPUT_BUCKET}/{photo_heatmap} .   # a second or so later\n"
     )
 
 

@@ -225,8 +225,8 @@ def plan(corpus: Corpus, count: int, seed: int) -> tuple[int, Iterator[Request]]
 
 def check(request: Request, handler: Callable[[dict, Any], Any], context: Any) -> str | None:
     """Send one request; None if the answer is what it must be, else what was wrong."""
-    from handler.objects import UNCHANGED
-    from handler.s3 import RecordsFailed
+    from handler.job import UNCHANGED
+    from handler.sources.settle import RecordsFailed
 
     try:
         result = handler(request.event, context)

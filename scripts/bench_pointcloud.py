@@ -28,7 +28,7 @@ WIDTH, HEIGHT = 4000, 3000  # 12 MP
 def measure(model_dir: str, repeats: int) -> dict:
     from handler import geometry
     from handler.config import Settings
-    from handler.core import DepthEstimator
+    from handler.estimator import DepthEstimator
     from localdev.bench import photo_like_jpeg
 
     estimator = DepthEstimator.load(Settings(model_dir=model_dir))

@@ -17,17 +17,17 @@ from __future__ import annotations
 import argparse
 from urllib.parse import unquote
 
-from handler.outputs import KINDS
-from handler.s3io import S3Store
+from handler.s3_outputs import RENDERINGS, output_key
+from handler.s3_store import S3Store
 
-# longest first: ".depth.png" before ".png"
-SUFFIXES = sorted((suffix for suffix, _ in KINDS.values()), key=len, reverse=True)
+# suffix → rendering, longest first: ".depth.png" before ".png"
+SUFFIXES = dict(sorted(((suffix, name) for name, (suffix, _) in RENDERINGS.items()), key=lambda s: -len(s[0])))
 
 
 def current_key(prefix: str, old_key: str, source_key: str) -> str | None:
     """The key the current rule gives the output ``old_key`` of upload ``source_key``; None if not an output."""
     suffix = next((s for s in SUFFIXES if old_key.endswith(s)), None)
-    return None if suffix is None else f"{prefix}{source_key}{suffix}"
+    return None if suffix is None else output_key(prefix, source_key, SUFFIXES[suffix])
 
 
 def migrate(store: S3Store, bucket: str, prefix: str, dry_run: bool) -> dict[str, int]:

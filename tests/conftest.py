@@ -147,7 +147,7 @@ def settings(baked_model_dir, input_bucket, output_bucket):
 
 @pytest.fixture(scope="session")
 def estimator(settings, depth_model):
-    from handler.core import DepthEstimator
+    from handler.estimator import DepthEstimator
 
     return DepthEstimator(settings, depth_model)
 

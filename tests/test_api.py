@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from handler.app import create_app
 from handler.config import Settings
-from handler.core import DepthEstimator
-from handler.http import create_app
-from handler.s3io import S3Store
+from handler.estimator import DepthEstimator
+from handler.s3_store import S3Store
 from support import encode, list_keys, scene
 
 

@@ -17,9 +17,9 @@ from urllib.parse import quote
 
 import pytest
 
-from handler import batch
-from handler.objects import UNCHANGED
-from handler.s3io import S3Store
+from handler.job import UNCHANGED
+from handler.s3_store import S3Store
+from handler.sources import s3_batch
 from support import BATCH_SCHEMAS, ROOT, batch_event, encode, list_keys, load_event, scene
 
 TINY = encode(scene(32, 24, seed=3))  # the model's cost is the same for any size; small images keep S3 fast
@@ -79,7 +79,9 @@ def test_s3_unreachable_is_a_temporary_failure(monkeypatch, estimator, input_buc
     """Batch Operations retries TemporaryFailure: S3 throttling, timeouts, an endpoint that does not answer."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # the discard port: nothing listens
     store = S3Store(connect_timeout=0.5, read_timeout=0.5, max_attempts=1)
-    answer = batch.handle_batch_event(batch_event("2.0", input_bucket, ["uploads/any.jpg"]), estimator, store)
+    answer = s3_batch.handle(
+        batch_event("2.0", input_bucket, ["uploads/any.jpg"]), None, estimator=estimator, store=store
+    )
     (result,) = answer["results"]
     assert result["resultCode"] == "TemporaryFailure" and result["resultString"].startswith("s3_unavailable")
     assert "127.0.0.1" not in result["resultString"]

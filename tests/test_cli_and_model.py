@@ -17,9 +17,8 @@ from pydantic import ValidationError
 from handler.config import Settings
 from handler.contract import sha256_file
 from handler.errors import ModelUnavailable
-from handler.imaging import read_pfm
-from handler.model import DepthModel, available_cpus
-from support import ROOT, encode, scene
+from handler.model import DepthModel, cpu_share
+from support import ROOT, encode, read_pfm, scene
 
 
 def run_cli(*args: str, env_model_dir: Path | None = None) -> subprocess.CompletedProcess:
@@ -47,7 +46,7 @@ def test_cli_writes_heatmaps_and_pfm_and_carries_on(tmp_path, baked_model_dir, e
     heat = cv2.imread(str(out / "a.png"))
     assert heat.shape == (120, 160, 3)
     depth = read_pfm((out / "b.pfm").read_bytes())
-    expected = estimator.estimate((images / "b.png").read_bytes()).depth
+    expected = estimator.estimate((images / "b.png").read_bytes()).inverse_depth
     np.testing.assert_allclose(depth, expected, rtol=0, atol=1e-4 * np.ptp(expected))
 
 
@@ -250,7 +249,7 @@ def test_entry_import_fails_loudly_without_a_model(tmp_path):
 
 
 def test_threads_follow_available_cpus(depth_model):
-    assert depth_model.threads == available_cpus() >= 1
+    assert depth_model.threads == cpu_share().threads >= 1
 
 
 # ------------------------------------------------------------------------------------------------ settings

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from handler.http import create_app
-from handler.s3io import S3Store
+from handler.app import create_app
+from handler.s3_store import S3Store
 from support import ROOT, api_event, response_body
 from support.browser import CHROMIUM, chromium, served
 

@@ -20,7 +20,8 @@ import pytest
 from handler import events
 from handler.errors import UnsupportedEvent
 from handler.logs import SERVICE
-from handler.s3 import RecordsFailed
+from handler.sources import http, s3_notification, sqs
+from handler.sources.settle import RecordsFailed
 from support import EVENTS, encode, list_keys, load_event, response_body, scene
 
 THIRD_PARTY = EVENTS / "third_party"
@@ -69,7 +70,7 @@ class BatchTasks:
 
 @dataclass(frozen=True)
 class Refused:
-    """``UnsupportedEvent`` naming the source ``event_kind`` detects."""
+    """``UnsupportedEvent`` naming the source ``handler.events`` detects."""
 
     source: str
 
@@ -357,7 +358,8 @@ def test_an_event_of_no_known_source_is_refused_with_its_shape(event, shape, ent
 
 
 def test_the_refusal_lists_what_the_function_handles():
-    message = str(events.refusal("sns", {}, handled=["http", "s3", "sqs"]))
+    sns = {"Records": [{"EventSource": "aws:sns"}]}
+    message = str(events.refusal(sns, handled=[http, s3_notification, sqs]))
     assert message == (
         "event source sns (SNS notification) is not wired to this function; it handles: HTTP request (API Gateway "
         "REST or HTTP API, Function URL, ALB); S3 event notification; SQS messages carrying S3 notifications"

@@ -16,8 +16,8 @@ from urllib.parse import quote_plus
 import pytest
 import yaml
 
-from handler.objects import UNCHANGED
-from handler.s3 import RecordsFailed
+from handler.job import UNCHANGED
+from handler.sources.settle import RecordsFailed
 from support import ROOT, api_event, encode, eventbridge_event, list_keys, scene, sqs_event
 
 TEMPLATE = ROOT / "infra" / "template.yaml"

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from handler.http import create_app
-from handler.s3io import S3Store
+from handler.app import create_app
+from handler.s3_store import S3Store
 
 EXAMPLES = 150  # per generation mode, across all operations
 

@@ -17,6 +17,7 @@ from PIL.TiffImagePlugin import IFDRational
 
 from handler import geometry, imaging, pointcloud
 from handler.geometry import Options
+from support import read_glb_points, read_ply_points
 
 W, H, F = 320, 240, 260.0  # image size and focal length in pixels of the synthetic camera
 PLANE_N, PLANE_D = np.array([0.0, 0.45, 0.89]) / np.linalg.norm([0.0, 0.45, 0.89]), -6.0  # n·X = d
@@ -258,8 +259,8 @@ def test_glb_reads_back_with_pygltflib(cloud):
     assert (rgba[:, 3] == 255).all()
     # the project's own readers agree
     for read, encoded in (
-        (pointcloud.read_glb_points, data),
-        (pointcloud.read_ply_points, pointcloud.ply_bytes(cloud)),
+        (read_glb_points, data),
+        (read_ply_points, pointcloud.ply_bytes(cloud)),
     ):
         positions, colors = read(encoded)
         np.testing.assert_array_equal(positions, cloud.positions)
@@ -344,7 +345,7 @@ def test_mesh_files_read_back_with_plyfile_and_pygltflib():
     ply = PlyData.read(io.BytesIO(pointcloud.ply_bytes(mesh)))
     assert ply["vertex"].count == len(mesh) and ply["face"].count == len(mesh.faces)
     np.testing.assert_array_equal(np.stack(ply["face"]["vertex_indices"]), mesh.faces)
-    positions, colours = pointcloud.read_ply_points(pointcloud.ply_bytes(mesh))
+    positions, colours = read_ply_points(pointcloud.ply_bytes(mesh))
     np.testing.assert_array_equal(positions, mesh.positions)
 
     data = pointcloud.glb_bytes(mesh)

@@ -21,14 +21,14 @@ import pytest
 from mangum import Mangum
 from pydantic import ValidationError
 
-from handler import s3 as s3_trigger
+from handler.app import create_app
 from handler.config import Settings
-from handler.core import DepthEstimator
 from handler.errors import TooManyPixels
-from handler.http import create_app
-from handler.objects import UNCHANGED
-from handler.s3 import RecordsFailed
-from handler.s3io import S3Store
+from handler.estimator import DepthEstimator
+from handler.job import UNCHANGED
+from handler.s3_store import S3Store
+from handler.sources import s3_notification, sqs
+from handler.sources.settle import RecordsFailed
 from support import (
     API_KINDS,
     assert_clean_error,
@@ -451,13 +451,13 @@ def test_endpoint_gone_mid_batch_then_redelivered(
     if delivery == "s3":
         event = s3_event(input_bucket, *keys)
         with pytest.raises(RecordsFailed) as raised:
-            s3_trigger.handle_s3_event(event, estimator, store)
+            s3_notification.handle(event, None, estimator=estimator, store=store)
         message = str(raised.value)
         assert message.startswith("2 of 3 records failed") and message.count("s3_unavailable") == 2
         assert "127.0.0.1" not in message
     else:
         event = wrap_in_sqs(*(s3_event(input_bucket, key) for key in keys))
-        result = s3_trigger.handle_sqs_event(event, estimator, store)
+        result = sqs.handle(event, None, estimator=estimator, store=store)
         assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["msg-1", "msg-2"]
     own_s3.on_request = lambda method, path: None
     own_s3.start()  # the endpoint is back on the same address (its objects kept); Lambda re-delivers the same event
@@ -466,11 +466,11 @@ def test_endpoint_gone_mid_batch_then_redelivered(
     ]  # no partial result
     first = fault_s3.get_object(Bucket=output_bucket, Key=f"depth/{prefix}/one.jpg.png")["Body"].read()
     if delivery == "s3":
-        summary = s3_trigger.handle_s3_event(event, estimator, store)
+        summary = s3_notification.handle(event, None, estimator=estimator, store=store)
         assert [w["key"] for w in summary["written"]] == keys[1:] and not summary["failed"]
         assert [(s["key"], s["reason"]) for s in summary["skipped"]] == [(keys[0], UNCHANGED)]  # one was done
     else:
-        assert s3_trigger.handle_sqs_event(event, estimator, store) == {"batchItemFailures": []}
+        assert sqs.handle(event, None, estimator=estimator, store=store) == {"batchItemFailures": []}
     assert list_keys(fault_s3, output_bucket, f"depth/{prefix}/") == [
         f"depth/{prefix}/{n}.jpg.png" for n in ("one", "three", "two")
     ]
@@ -531,7 +531,7 @@ def test_slow_s3_times_out_as_503_and_fails_the_record(
     assert_clean_error(answer, 503, "s3_unavailable", "did not answer in time", "retry later")
     assert own_s3.seen.count(("GET", f"/{input_bucket}/{key}")) == 2, "the read is retried once (max_attempts=2)"
     with pytest.raises(RecordsFailed, match="s3_unavailable"):
-        s3_trigger.handle_s3_event(s3_event(input_bucket, key), estimator, store)
+        s3_notification.handle(s3_event(input_bucket, key), None, estimator=estimator, store=store)
 
 
 class MotoIam:
@@ -618,8 +618,11 @@ def test_access_denied_is_403_and_fails_the_record_without_leftovers(
     with restricted.enforced:
         denied = call(handler, lambda_context, "v2", "POST", "/depth", _json(ref), "application/json")
         with pytest.raises(RecordsFailed) as raised:
-            s3_trigger.handle_s3_event(
-                s3_event(input_bucket, restricted.allowed_key, restricted.secret_key), estimator, restricted.store
+            s3_notification.handle(
+                s3_event(input_bucket, restricted.allowed_key, restricted.secret_key),
+                None,
+                estimator=estimator,
+                store=restricted.store,
             )
     assert_clean_error(denied, 403, "s3_access_denied", restricted.secret_key)
     failed = {f["key"]: f["reason"] for f in raised.value.summary["failed"]}

@@ -13,13 +13,13 @@ from bake import upstream_reference as upstream
 from handler import imaging
 from handler.colormaps import PALETTES
 from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
-from support import encode, png_claiming, scene
+from support import encode, png_claiming, read_pfm, scene
 
 LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_pixels": 50_000_000}
 
 
 def decode(data: bytes, **overrides) -> np.ndarray:
-    return imaging.decode_image(data, **{**LIMITS, **overrides})
+    return imaging.open_image(data, **{**LIMITS, **overrides}).array
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF", "WEBP"])
@@ -221,4 +221,4 @@ def test_pfm_round_trip_and_header():
     depth = np.random.default_rng(2).random((7, 5), dtype=np.float32)
     data = imaging.pfm_bytes(depth)
     assert data.startswith(b"Pf\n5 7\n-1.000000\n") and len(data) == len(b"Pf\n5 7\n-1.000000\n") + 7 * 5 * 4
-    np.testing.assert_array_equal(imaging.read_pfm(data), depth)
+    np.testing.assert_array_equal(read_pfm(data), depth)

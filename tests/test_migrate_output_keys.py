@@ -6,7 +6,7 @@ import subprocess
 import sys
 import uuid
 
-from handler import outputs
+from handler import s3_outputs
 from support import ROOT, list_keys
 
 
@@ -20,7 +20,7 @@ def migrate(*args: str) -> str:
 
 
 def put_output(s3, bucket: str, key: str, source_key: str, body: bytes) -> None:
-    meta = outputs.s3_metadata(source_bucket="midas-in", source_key=source_key, source_etag="e", model_sha256="m")
+    meta = s3_outputs.s3_metadata(source_bucket="midas-in", source_key=source_key, source_etag="e", model_sha256="m")
     s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=meta)
 
 

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from handler import geometry, pointcloud
+from handler.app import create_app
 from handler.config import Settings
-from handler.core import DepthEstimator
-from handler.http import create_app
-from handler.s3io import S3Store
-from support import ROOT, encode, list_keys, s3_event, scene
+from handler.estimator import DepthEstimator
+from handler.s3_store import S3Store
+from support import ROOT, encode, list_keys, read_glb_points, read_ply_points, s3_event, scene
 
 FOCAL_35MM = 35
 
@@ -90,8 +90,8 @@ def test_cli_writes_ply_and_glb_with_the_same_points(tmp_path, baked_model_dir, 
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["photo.glb", "photo.pfm", "photo.ply", "photo.png"]
     assert f"{out / 'photo.ply'}, {out / 'photo.glb'} (320x240" in done.stdout
-    same_points(pointcloud.read_ply_points((out / "photo.ply").read_bytes()), expected, exact=False)
-    same_points(pointcloud.read_glb_points((out / "photo.glb").read_bytes()), expected, exact=False)
+    same_points(read_ply_points((out / "photo.ply").read_bytes()), expected, exact=False)
+    same_points(read_glb_points((out / "photo.glb").read_bytes()), expected, exact=False)
 
 
 def test_cli_geometry_options_and_refusals(tmp_path, baked_model_dir, photo):
@@ -100,7 +100,7 @@ def test_cli_geometry_options_and_refusals(tmp_path, baked_model_dir, photo):
     args += ["--model-dir", str(baked_model_dir), "--ply"]
     done = subprocess.run([*args, "--max-points", "5000", "--near", "2", "--far", "4"], capture_output=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    positions, _ = pointcloud.read_ply_points((tmp_path / "o" / "p.ply").read_bytes())
+    positions, _ = read_ply_points((tmp_path / "o" / "p.ply").read_bytes())
     assert len(positions) == 80 * 60  # stride 4
     assert -positions[:, 2].max() == pytest.approx(2.0, rel=1e-5) and -positions[:, 2].min() == pytest.approx(4.0)
     for bad in (["--near", "5", "--far", "4"], ["--max-points", "0"], ["--fov", "-3"]):
@@ -112,7 +112,7 @@ def test_cli_geometry_options_and_refusals(tmp_path, baked_model_dir, photo):
 
 
 def test_api_returns_the_same_points_inline(inline_client, photo, expected):
-    for fmt, read in (("ply", pointcloud.read_ply_points), ("glb", pointcloud.read_glb_points)):
+    for fmt, read in (("ply", read_ply_points), ("glb", read_glb_points)):
         body = {"image": base64.b64encode(photo).decode(), "point_cloud": fmt}
         response = inline_client.post("/depth", json=body)
         assert response.status_code == 200, response.text
@@ -139,7 +139,7 @@ def test_api_geometry_options_are_applied(inline_client, photo, estimator):
     assert res["point_cloud"]["fx"] == pytest.approx(160.0)
     options = geometry.Options(**geometry_fields)
     cloud = estimator.point_cloud(estimator.estimate(photo, max_points=1000), "glb", options)[1]
-    same_points(pointcloud.read_glb_points(base64.b64decode(res["point_cloud_base64"])), cloud)
+    same_points(read_glb_points(base64.b64decode(res["point_cloud_base64"])), cloud)
     assert res["point_cloud"]["points"] == len(cloud) <= 1000
 
 
@@ -153,7 +153,7 @@ def test_api_writes_the_point_cloud_to_s3_with_the_heatmaps_metadata(client, s3,
     obj = s3.get_object(Bucket=output_bucket, Key=key)
     heatmap = s3.head_object(Bucket=output_bucket, Key=res["heatmap_s3"]["key"])
     assert obj["ContentType"] == "application/x-ply" and obj["Metadata"] == heatmap["Metadata"]
-    same_points(pointcloud.read_ply_points(obj["Body"].read()), expected)
+    same_points(read_ply_points(obj["Body"].read()), expected)
 
 
 def test_api_point_cloud_too_large_inline_is_413_and_s3_only_with_both(client, inline_client):
@@ -210,7 +210,7 @@ def test_s3_trigger_writes_the_point_cloud_beside_the_heatmap(
     heatmap = s3.head_object(Bucket=output_bucket, Key=f"depth/{key}.png")
     assert obj["ContentType"] == pointcloud.FORMATS[fmt][1] and obj["Metadata"] == heatmap["Metadata"]
     assert obj["Metadata"]["source-key"] == key
-    read = pointcloud.read_ply_points if fmt == "ply" else pointcloud.read_glb_points
+    read = read_ply_points if fmt == "ply" else read_glb_points
     same_points(read(obj["Body"].read()), expected)
 
 
@@ -230,7 +230,7 @@ def test_api_and_cli_mesh_over_the_same_points(inline_client, tmp_path, baked_mo
     res = inline_client.post("/depth", json=body).json()
     assert res["point_cloud"]["points"] == 320 * 240 and res["point_cloud"]["faces"] == 2 * 319 * 239
     data = base64.b64decode(res["point_cloud_base64"])
-    same_points(pointcloud.read_ply_points(data), expected)
+    same_points(read_ply_points(data), expected)
     assert PlyData.read(io.BytesIO(data))["face"].count == 2 * 319 * 239
 
     done = run_cli(tmp_path, photo, tmp_path / "o", baked_model_dir, "--glb", "--mesh")
@@ -239,4 +239,4 @@ def test_api_and_cli_mesh_over_the_same_points(inline_client, tmp_path, baked_mo
     gltf = GLTF2.load_from_bytes(glb)
     assert gltf.meshes[0].primitives[0].mode == TRIANGLES
     assert gltf.accessors[gltf.meshes[0].primitives[0].indices].count == 3 * 2 * 319 * 239
-    same_points(pointcloud.read_glb_points(glb), expected, exact=False)
+    same_points(read_glb_points(glb), expected, exact=False)

@@ -14,11 +14,11 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from handler.app import create_app
 from handler.config import Settings
-from handler.core import DepthEstimator
+from handler.estimator import DepthEstimator
 from handler.headers import API_POLICY
-from handler.http import create_app
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
 from support import API_KINDS, Answer, assert_clean_error, b64, call, encode, jpeg_claiming, multipart, scene
 
 JPEG = encode(scene(96, 64, seed=5))
@@ -186,7 +186,7 @@ def test_http_pixel_cap_is_lower_than_the_s3_paths(entry, lambda_context):
     just_over = jpeg_claiming(4100, 4100)
     answer = call(entry.lambda_handler, lambda_context, "v2", "POST", "/depth", just_over, "image/jpeg")
     bounded(answer, 413, "too_many_pixels")
-    assert entry.estimator.estimate(just_over).depth.shape == (4100, 4100)
+    assert entry.estimator.estimate(just_over).inverse_depth.shape == (4100, 4100)
 
 
 def test_an_http_cap_above_the_s3_cap_is_capped():

@@ -30,7 +30,7 @@ seen["s3"] = loaded(FORBIDDEN + WEB)
 response = entry.lambda_handler(events["http"], LambdaContext())
 seen["http"] = loaded(FORBIDDEN + WEB)
 seen["status"] = response["statusCode"]
-import handler.__main__, handler.pointcloud, handler.batch  # the CLI and the rest of the package
+import handler.__main__, handler.pointcloud, handler.sources.s3_batch  # the CLI and the rest of the package
 seen["all"] = loaded(FORBIDDEN + WEB)
 print("SEEN " + json.dumps(seen))
 """

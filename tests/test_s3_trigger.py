@@ -10,10 +10,10 @@ from urllib.parse import quote, quote_plus
 import numpy as np
 import pytest
 
-from handler.imaging import read_pfm
-from handler.objects import UNCHANGED, process_object
-from handler.s3 import RecordsFailed
-from support import encode, list_keys, load_event, s3_event, scene
+from handler import job
+from handler.job import UNCHANGED
+from handler.sources.settle import RecordsFailed
+from support import encode, list_keys, load_event, read_pfm, s3_event, scene
 
 AWKWARD_KEYS = [
     "uploads/my photo (1).jpg",
@@ -195,8 +195,8 @@ def test_a_changed_object_or_recipe_is_processed_again(
     assert s3.head_object(Bucket=output_bucket, Key=heatmap)["Metadata"]["source-etag"] == new_etag
     # the same object, another recipe: the entry writes heatmap + PFM, this estimator the heatmap alone
     assert not estimator.settings.write_raw_depth
-    assert process_object(input_bucket, key, estimator, entry.store, etag=new_etag).status == "written"
-    assert process_object(input_bucket, key, estimator, entry.store, etag=new_etag).reason == UNCHANGED
+    assert job.run(input_bucket, key, estimator=estimator, store=entry.store, etag=new_etag).status == "written"
+    assert job.run(input_bucket, key, estimator=estimator, store=entry.store, etag=new_etag).reason == UNCHANGED
 
 
 def test_skips_own_outputs_non_images_and_deletions(entry, lambda_context, s3, input_bucket, output_bucket):

@@ -39,8 +39,8 @@ def with_stage(app, stage: str):
 @pytest.fixture(scope="module")
 def base_url(estimator):
     """uvicorn serving the real app (the baked test model) on a free port of 127.0.0.1, in a background thread."""
-    from handler.http import create_app
-    from handler.s3io import S3Store
+    from handler.app import create_app
+    from handler.s3_store import S3Store
 
     with served(with_stage(create_app(estimator, S3Store()), STAGE)) as url:
         yield url

@@ -11,8 +11,8 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from handler.core import DepthEstimator
-from handler.s3io import S3Store
+from handler.estimator import DepthEstimator
+from handler.s3_store import S3Store
 
 
 async def get_estimator(request: Request) -> DepthEstimator:
@@ -31,8 +31,8 @@ T = TypeVar("T")
 async def run_blocking(request: Request, work: Callable[..., T], *args: object) -> T:
     """Blocking work (inference, S3 calls) for a route. Under a server (uvicorn) on the thread pool, so that other
     requests go on meanwhile. In a Lambda invocation (Mangum puts the event in the scope) right here: the
-    invocation is the only request its event loop runs, and the hop would cost ~0.8 ms (a new worker thread per
-    invocation: anyio's workers end with Mangum's task)."""
+    invocation is the only request its event loop runs, and the hop would start a new worker thread per
+    invocation (anyio's workers end with Mangum's task)."""
     if "aws.event" in request.scope:
         return work(*args)
     return await run_in_threadpool(work, *args)

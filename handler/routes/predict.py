@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from handler.errors import InvalidRequest, UnsupportedMediaType, ValidationFailed
-from handler.routes.common import ERRORS, S3Location, estimate, media_type, refuse_declared_length
+from handler.routes.bodies import media_type, refuse_declared_length
 from handler.routes.deps import Estimator, Store, run_blocking
+from handler.routes.results import RenderRequest, respond
+from handler.schemas import ERRORS, PredictResponse
 
 router = APIRouter()
-
-
-class PredictResponse(BaseModel):
-    """The MiDaS WebUI contract."""
-
-    status: Literal["success"] = "success"
-    depth_map_url: str = Field(description="presigned S3 URL of the heatmap PNG, or a data: URL when inline")
-    inference_time: float = Field(description="seconds from image bytes to heatmap PNG")
-    model_version: str
-    width: int
-    height: int
-    s3: S3Location | None = None
 
 
 @router.post(
@@ -68,10 +55,10 @@ async def predict(request: Request, estimator: Estimator, store: Store) -> Predi
         data = await upload.read(settings.max_image_bytes + 1)
     finally:
         await form.close()
-    output = "s3" if settings.output_bucket else "inline"
     source = {"source": "upload", "filename": upload.filename or ""}
-    cmap = settings.default_colormap
-    res = await run_blocking(request, estimate, estimator, store, data, source, output, cmap, False)
+    output = "s3" if settings.output_bucket else "inline"
+    asked = RenderRequest(data, source, output, settings.default_colormap)
+    res = await run_blocking(request, respond, estimator, store, asked)
     return PredictResponse(
         depth_map_url=res.depth_map_url or f"data:image/png;base64,{res.heatmap_png_base64}",
         inference_time=res.inference_time,

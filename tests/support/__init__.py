@@ -4,7 +4,7 @@ The helpers the local scripts use too (``make serve``, ``make invoke-s3``, the s
 once in the ``localdev`` package and re-exported here, so a test and a script build the same event, image,
 emulator and environment the same way, and scripts never import from tests. Submodules: :mod:`support.browser`
 (the app in headless Chromium), :mod:`support.serve_stack` (``make serve`` on free ports), :mod:`support.doc_commands`
-(the shell blocks of the documents).
+(the shell blocks of the documents), :mod:`support.readers` (the function's PFM, PLY and GLB read back).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from localdev.events import (
 from localdev.function import LambdaContext, function_env
 from localdev.images import encode, jpeg_claiming, png_claiming, scene
 from localdev.s3_emulator import CREDENTIALS, free_port, start_moto
+from support.readers import read_glb_points, read_pfm, read_ply_points
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +57,9 @@ __all__ = [
     "load_event",
     "multipart",
     "png_claiming",
+    "read_glb_points",
+    "read_pfm",
+    "read_ply_points",
     "response_body",
     "s3_event",
     "scene",

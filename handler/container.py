@@ -1,24 +1,26 @@
 """The container's singletons, created at import (Lambda's init phase): settings, the model, the S3 store.
 
 Importing this module starts loading the model (sha256 check, ONNX Runtime session) on a background thread as
-early as it can — before the settings are validated, whose pydantic imports take ~70 ms — and the imports that
-follow go on meanwhile: hashing and ORT release the GIL. The early load uses what the environment names for it in
-the usual case (MODEL_DIR, ORT's threads and spinning left to the CPU share); once the settings are validated they
-must agree, or the model is loaded again with theirs. :func:`wait_for_estimator` joins it; handler.entry calls it at
-import, so the entry's import — the cold start — still ends with the model loaded and verified, once per container.
+early as it can — before the settings are validated, which needs pydantic's imports — and the imports that follow
+go on meanwhile: hashing and ORT release the GIL. The early load reads its options through the settings' own
+environment reader (``handler.environment``) in the usual case (MODEL_DIR, ORT's threads and spinning left to the
+CPU share); once the settings are validated they must agree, or the model is loaded again with theirs.
+:func:`wait_for_estimator` joins it; handler.entry calls it at import, so the entry's import — the cold start — still
+ends with the model loaded and verified, once per container.
 """
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from handler.contract import IMAGE_MODEL_DIR
+from handler.environment import environment
 from handler.model import DepthModel
 
-_early_options = (os.environ.get("MODEL_DIR") or IMAGE_MODEL_DIR, 0, None)  # (model_dir, ort_threads, ort_spinning)
+_found = environment()
+_early_options = (_found.get("model_dir") or IMAGE_MODEL_DIR, 0, None)  # (model_dir, ort_threads, ort_spinning)
 _loading: Future[DepthModel] | None = None
-if not {"ORT_THREADS", "ORT_SPINNING"} & {name.upper() for name in os.environ}:
+if not {"ort_threads", "ort_spinning"} & set(_found):
     _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
     _loading = _pool.submit(DepthModel.load, *_early_options)
     _pool.shutdown(wait=False)  # the submitted load goes on; no other work will come
@@ -35,10 +37,10 @@ except ValidationError as exc:
     logger.critical(f"refusing to start: invalid configuration: {exc}")
     raise
 
-from handler.core import DepthEstimator  # noqa: E402
 from handler.errors import ModelUnavailable  # noqa: E402
+from handler.estimator import DepthEstimator  # noqa: E402
 from handler.logs import logger  # noqa: E402
-from handler.s3io import S3Store  # noqa: E402
+from handler.s3_store import S3Store  # noqa: E402
 
 store = S3Store()
 

@@ -1,5 +1,6 @@
-"""Where the function writes: output keys, the recursion guard, all-or-nothing writes of a result's files, and the
-record (in the heatmap's metadata) of what a result was made from, which makes re-processing an object idempotent."""
+"""Where the function writes in S3: output keys, the recursion guard, all-or-nothing writes of a result's files, and
+the record (in the heatmap's metadata) of what a result was made from, which makes re-processing an object
+idempotent."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from urllib.parse import quote
 from handler.config import Settings
 from handler.errors import InvalidRequest
 from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
 
-# rendering kind → (key suffix, content type)
-KINDS = {
+# rendering → (key suffix, content type)
+RENDERINGS = {
     "heatmap": (".png", "image/png"),
     "depth_png16": (".depth.png", "image/png"),
     "pfm": (".pfm", "application/x-pfm"),
@@ -21,15 +22,11 @@ KINDS = {
 }
 
 
-def output_key(settings: Settings, stem: str, kind: str) -> str:
-    """``<output prefix><stem><suffix>``, e.g. ``depth/uploads/photo.jpg.png`` for ``uploads/photo.jpg``."""
-    return f"{settings.output_prefix}{stem}{KINDS[kind][0]}"
-
-
-def upload_stem(key: str) -> str:
-    """The stem of an upload's outputs: the whole key, extension included, so that ``uploads/a.jpg`` and
-    ``uploads/a.png`` get outputs of their own (``depth/uploads/a.jpg.png``, ``depth/uploads/a.png.png``)."""
-    return key
+def output_key(prefix: str, stem: str, rendering: str) -> str:
+    """``<prefix><stem><suffix>``, the key of every object the function writes. An upload's stem is its whole key,
+    extension included (``uploads/a.jpg`` → ``depth/uploads/a.jpg.png``), so that ``uploads/a.jpg`` and
+    ``uploads/a.png`` get outputs of their own; an API result's is ``api/<digest of the image>-<colormap>...``."""
+    return f"{prefix}{stem}{RENDERINGS[rendering][0]}"
 
 
 def is_own_output(settings: Settings, bucket: str, key: str) -> bool:
@@ -54,6 +51,13 @@ def s3_metadata(**values: str) -> dict[str, str]:
     return metadata
 
 
+def upload_renderings(settings: Settings) -> tuple[str, ...]:
+    """What the upload trigger writes of each upload: the heatmap, and the PFM and point cloud when enabled."""
+    raw = ("pfm",) if settings.write_raw_depth else ()
+    cloud = (settings.write_point_cloud,) if settings.write_point_cloud != "none" else ()
+    return ("heatmap", *raw, *cloud)
+
+
 def recipe(settings: Settings, renderings: list[str] | tuple[str, ...]) -> str:
     """What else shapes an upload's outputs besides the source and the model: the colormap and the renderings."""
     return f"{settings.default_colormap};{','.join(sorted(renderings))}"
@@ -64,28 +68,28 @@ def recorded_source_etag(store: S3Store, settings: Settings, stem: str, expected
     value (model sha256, recipe); else None. One HEAD. The heatmap is written last, so its presence marks a complete
     result."""
     assert settings.output_bucket, "caller checks that an output bucket is configured"
-    head = store.head(settings.output_bucket, output_key(settings, stem, "heatmap"))
+    head = store.head(settings.output_bucket, output_key(settings.output_prefix, stem, "heatmap"))
     if head is None or any(head["metadata"].get(name) != value for name, value in expected.items()):
         return None
     return head["metadata"].get("source-etag") or None
 
 
 def write_outputs(
-    store: S3Store, settings: Settings, stem: str, files: dict[str, bytes], metadata: dict[str, str]
+    store: S3Store, settings: Settings, stem: str, *, files: dict[str, bytes], metadata: dict[str, str]
 ) -> dict[str, str]:
     """Put every rendering under ``stem``, the heatmap last (it marks a complete result: ``recorded_source_etag``);
-    if one fails, delete the ones already written (no partial result)."""
+    if one fails, delete the ones already written (no partial result). Returns rendering → key."""
     assert settings.output_bucket, "caller checks that an output bucket is configured"
     files = dict(sorted(files.items(), key=lambda item: item[0] == "heatmap"))
-    keys = {kind: output_key(settings, stem, kind) for kind in files}
+    keys = {rendering: output_key(settings.output_prefix, stem, rendering) for rendering in files}
     longest = max(len(key.encode()) for key in keys.values())
     if longest > MAX_KEY_BYTES:
         raise InvalidRequest(f"the output key would be {longest} bytes; S3 allows {MAX_KEY_BYTES}")
     written: dict[str, str] = {}
     try:
-        for kind, body in files.items():
-            store.put(settings.output_bucket, keys[kind], body, KINDS[kind][1], metadata)
-            written[kind] = keys[kind]
+        for rendering, body in files.items():
+            store.put(settings.output_bucket, keys[rendering], body, RENDERINGS[rendering][1], metadata)
+            written[rendering] = keys[rendering]
     except Exception:
         for key in written.values():
             with contextlib.suppress(Exception):  # best effort: the original error is what matters

@@ -6,7 +6,6 @@ The client is a plain ``boto3.client("s3")``: endpoint, region and credentials c
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -26,22 +25,21 @@ class S3Object:
     etag: str
 
 
+# ClientError codes → the domain error and its message
+_CLIENT_ERRORS: tuple[tuple[set[str], type[DepthError], str], ...] = (
+    (_NOT_FOUND, S3ObjectNotFound, "{where} does not exist"),
+    (_DENIED, S3AccessDenied, "access to {where} was denied ({code})"),
+    (_UNAVAILABLE, S3Unavailable, "S3 is temporarily unavailable for {where} ({code}); retry later"),
+)
+
+
 def translate(exc: Exception, bucket: str, key: str | None = None) -> DepthError:
     """botocore/boto3 exception → the domain error with a message that names the object, not our endpoint."""
     from botocore import exceptions as bx
 
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     if isinstance(exc, bx.ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code == "NoSuchBucket":
-            return S3ObjectNotFound(f"bucket {bucket} does not exist")
-        if code in _NOT_FOUND:
-            return S3ObjectNotFound(f"{where} does not exist")
-        if code in _DENIED:
-            return S3AccessDenied(f"access to {where} was denied ({code})")
-        if code in _UNAVAILABLE:
-            return S3Unavailable(f"S3 is temporarily unavailable for {where} ({code}); retry later")
-        return S3BadGateway(f"S3 refused the request for {where} ({code or 'unknown error'})")
+        return _client_error(str(exc.response.get("Error", {}).get("Code", "")), bucket, where)
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
         return S3BadGateway("the function has no AWS credentials for S3")
     if isinstance(exc, bx.ReadTimeoutError):
@@ -49,6 +47,15 @@ def translate(exc: Exception, bucket: str, key: str | None = None) -> DepthError
     if isinstance(exc, bx.BotoCoreError | OSError):
         return S3Unavailable(f"S3 could not be reached for {where}; retry later")
     raise exc
+
+
+def _client_error(code: str, bucket: str, where: str) -> DepthError:
+    if code == "NoSuchBucket":
+        return S3ObjectNotFound(f"bucket {bucket} does not exist")
+    for codes, error, message in _CLIENT_ERRORS:
+        if code in codes:
+            return error(message.format(where=where, code=code))
+    return S3BadGateway(f"S3 refused the request for {where} ({code or 'unknown error'})")
 
 
 def _status(exc: Exception) -> int | None:
@@ -81,7 +88,7 @@ class S3Store:
 
     @property
     def client(self) -> Any:
-        if self._client is None:  # boto3 import + client creation cost ~0.3 s: only paid when S3 is used
+        if self._client is None:  # boto3's import and the client's creation: paid only where S3 is used
             with self._lock:  # concurrent first requests (uvicorn's threads) must not build it twice
                 if self._client is None:
                     self._client = self._make_client()
@@ -91,7 +98,10 @@ class S3Store:
         import boto3
         from botocore.config import Config
 
-        custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        from handler.config import Settings
+
+        # Read when the client is made, as boto3 reads its own endpoint then (an emulator started after import).
+        custom_endpoint = Settings().s3_endpoint_url
         # Presigned URLs must name the bucket's region (bucket.s3.<region>.amazonaws.com): the global endpoint
         # redirects, which breaks SigV4 links to new buckets outside us-east-1. Emulators keep path style.
         addressing = {} if custom_endpoint else {"s3": {"addressing_style": "virtual"}}

@@ -18,7 +18,7 @@ from handler.model import DepthModel
 class DepthResult:
     """Depth at the original image size plus the seconds each stage took (renderings add theirs)."""
 
-    depth: np.ndarray
+    inverse_depth: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     # Kept only when ``estimate`` is asked for a point budget: the colour grid for points and the lens EXIF.
     colors: np.ndarray | None = None
@@ -27,11 +27,11 @@ class DepthResult:
 
     @property
     def height(self) -> int:
-        return int(self.depth.shape[0])
+        return int(self.inverse_depth.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.depth.shape[1])
+        return int(self.inverse_depth.shape[1])
 
     @property
     def total_seconds(self) -> float:
@@ -62,7 +62,7 @@ class DepthEstimator:
         """Encoded image bytes → relative inverse depth (larger = nearer) at the image's own size; ``max_pixels``
         lowers the settings' pixel cap (the HTTP path's). With ``max_points`` the result also keeps what
         :meth:`point_cloud` needs: the colours of the even grid of at most that many pixels, and the lens EXIF."""
-        result = DepthResult(depth=np.empty((0, 0), np.float32))
+        result = DepthResult(inverse_depth=np.empty((0, 0), np.float32))
         with result.stage("decode"):
             picture = imaging.open_image(
                 data,
@@ -81,26 +81,26 @@ class DepthEstimator:
         with result.stage("inference"):
             prediction = self.model.infer(net_input)
         with result.stage("upsample"):
-            result.depth = preprocess.resize_to(prediction, width, height)
+            result.inverse_depth = preprocess.resize_to(prediction, width, height)
         return result
 
     def heatmap_png(self, result: DepthResult, colormap: str | None = None) -> bytes:
         """The coloured heatmap PNG (Inferno by default: yellow = near) at the original resolution."""
         colormap = colormap or self.settings.default_colormap
         with result.stage("colormap"):
-            levels = imaging.normalise(result.depth, bits=1)
+            levels = imaging.normalise(result.inverse_depth, bits=1)
         with result.stage("encode"):
             return imaging.heatmap_png(levels, colormap, self.settings.png_compression)
 
     def depth_png16(self, result: DepthResult) -> bytes:
         """Min-max normalised depth as a 16-bit grayscale PNG (upstream run.py ``bits=2``)."""
         with result.stage("encode"):
-            return imaging.depth_png16(imaging.normalise(result.depth, bits=2), self.settings.png_compression)
+            return imaging.depth_png16(imaging.normalise(result.inverse_depth, bits=2), self.settings.png_compression)
 
     def depth_pfm(self, result: DepthResult) -> bytes:
         """The raw float32 depth as PFM (upstream run.py ``write_pfm``)."""
         with result.stage("encode"):
-            return imaging.pfm_bytes(result.depth)
+            return imaging.pfm_bytes(result.inverse_depth)
 
     def point_cloud(
         self, result: DepthResult, fmt: str, options: geometry.Options
@@ -111,7 +111,7 @@ class DepthEstimator:
             raise ValueError("estimate() was not asked for points (max_points)")
         with result.stage("points"):
             cloud = geometry.back_project(
-                geometry.sample(result.depth, result.stride),
+                geometry.sample(result.inverse_depth, result.stride),
                 result.colors,
                 result.width,
                 result.height,

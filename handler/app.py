@@ -1,8 +1,8 @@
-"""The HTTP API (FastAPI; Mangum adapts API Gateway v1/v2, Function URL and ALB events to it: handler.http_events).
+"""The HTTP API (FastAPI; Mangum adapts API Gateway v1/v2, Function URL and ALB events to it: handler.sources.http).
 
 ``create_app`` assembles the routers of ``handler.routes`` (one per resource) around one estimator and one S3 store,
 kept on ``app.state`` and handed to routes by the dependencies in ``handler.routes.deps``. Routes only adapt
-requests and responses; the work is the core's (``DepthEstimator``) and the S3 store's.
+requests and responses; the work is the estimator's (``DepthEstimator``) and the S3 store's.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from handler.core import DepthEstimator
 from handler.errors import DepthError, ValidationFailed
+from handler.estimator import DepthEstimator
 from handler.headers import SecurityHeaders, api_headers
 from handler.logs import logger
 from handler.routes import depth, docs, health, pages, predict
-from handler.routes.common import ErrorResponse
-from handler.s3io import S3Store
+from handler.s3_store import S3Store
+from handler.schemas import DepthRequest, ErrorResponse, GeometryRequest, S3Ref, add_request_schema
 
 _ROUTERS = (pages.router, docs.router, health.router, predict.router, depth.router)
 
@@ -68,7 +68,7 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            depth.add_request_schema(schema)
+            add_request_schema(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -78,7 +78,7 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
 
 def error_response(exc: DepthError, path: str) -> JSONResponse:
     """A refused request: logged, and answered with the error's status and JSON body (and the security headers,
-    for the answers made before the app, see handler.http_events)."""
+    for the answers made before the app, see handler.sources.http)."""
     logger.info("request rejected", extra={"path": path, "error": exc.code, "reason": exc.message})
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=api_headers())
 
@@ -94,9 +94,9 @@ _DECLARED_NAMES = frozenset(
         "path",
         "header",
         "cookie",
-        *depth.DepthRequest.model_fields,
-        *depth.S3Ref.model_fields,
-        *depth.GeometryRequest.model_fields,
+        *DepthRequest.model_fields,
+        *S3Ref.model_fields,
+        *GeometryRequest.model_fields,
     }
 )
 

@@ -1,0 +1,178 @@
+"""What /predict and /depth share: an image's depth under the HTTP path's limits, rendered and placed where the
+request asked (inline as base64, in the output bucket, or both), answered as a ``DepthResponse``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from handler import geometry, s3_outputs
+from handler.config import LAMBDA_MAX_RESPONSE_BYTES
+from handler.errors import PayloadTooLarge, TooManyPixels
+from handler.estimator import DepthEstimator, DepthResult
+from handler.logs import logger
+from handler.s3_store import S3Store
+from handler.schemas import DepthResponse, PointCloudInfo, S3Location
+
+# Room left in the 6 MB Lambda response for JSON fields and headers around base64 payloads.
+_RESPONSE_BUDGET = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024
+# rendering → the DepthResponse field of its S3 location
+_S3_FIELDS = {"heatmap": "heatmap_s3", "depth_png16": "depth_s3", "ply": "point_cloud_s3", "glb": "point_cloud_s3"}
+
+
+class PointCloudAsk(NamedTuple):
+    """A request's point cloud: the format and how to make it."""
+
+    format: str
+    options: geometry.Options
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What one API request asks for, once validated: the image, where it came from, and what to make of it."""
+
+    data: bytes
+    source: dict[str, str]  # where the image came from: in the log line and the S3 outputs' metadata
+    output: Literal["inline", "s3", "both"]
+    colormap: str
+    with_depth: bool = False  # also the 16-bit depth PNG
+    points: PointCloudAsk | None = None
+
+
+def base64_size(*payloads: bytes) -> int:
+    """Bytes the payloads take as base64 (padded)."""
+    return sum(4 * ((len(p) + 2) // 3) for p in payloads)
+
+
+def fits_response(*payloads: bytes) -> bool:
+    return base64_size(*payloads) <= _RESPONSE_BUDGET
+
+
+def check_response_budget(*payloads: bytes) -> None:
+    size = base64_size(*payloads)
+    if size > _RESPONSE_BUDGET:
+        raise PayloadTooLarge(
+            f"the result is {size} bytes as base64, over Lambda's 6 MB response limit; "
+            'ask for output "s3" (POST /depth) or send a smaller image'
+        )
+
+
+def http_depth(estimator: DepthEstimator, data: bytes, max_points: int | None = None) -> DepthResult:
+    """The estimator's depth under the HTTP path's pixel cap (lower than the S3 trigger's, which has more time)."""
+    try:
+        return estimator.estimate(data, max_pixels=estimator.settings.http_max_pixels, max_points=max_points)
+    except TooManyPixels as exc:
+        if estimator.settings.http_max_pixels < estimator.settings.max_image_pixels:
+            raise TooManyPixels(
+                f"{exc.message} on the HTTP API; upload larger images to the input bucket, whose trigger takes up "
+                f"to {estimator.settings.max_image_pixels} pixels"
+            ) from None
+        raise
+
+
+def http_heatmap(estimator: DepthEstimator, data: bytes, colormap: str) -> tuple[DepthResult, bytes]:
+    """:func:`http_depth` and the heatmap PNG, in one call (one hop to the thread pool for a raw image body)."""
+    result = http_depth(estimator, data)
+    return result, estimator.heatmap_png(result, colormap)
+
+
+def log_result(result: DepthResult, source: dict[str, str], size: int) -> dict[str, float]:
+    """One structured log line per image; returns the rounded stage timings it logged."""
+    timings = {k: round(v, 4) for k, v in result.timings.items()}
+    logger.info(
+        "depth estimated",
+        extra={"source": source, "bytes": size, "width": result.width, "height": result.height, "timings": timings},
+    )
+    return timings
+
+
+def respond(estimator: DepthEstimator, store: S3Store, request: RenderRequest) -> DepthResponse:
+    """Image bytes → depth → renderings placed inline and/or in S3 (blocking: call it in the thread pool)."""
+    result = http_depth(estimator, request.data, request.points.options.max_points if request.points else None)
+    fields = _place(estimator, store, result=result, request=request)
+    return DepthResponse(
+        model_version=estimator.model.version,
+        width=result.width,
+        height=result.height,
+        inference_time=round(result.total_seconds, 4),
+        timings=log_result(result, request.source, len(request.data)),
+        colormap=request.colormap,
+        **fields,
+    )
+
+
+def _place(estimator: DepthEstimator, store: S3Store, *, result: DepthResult, request: RenderRequest) -> dict[str, Any]:
+    """Render and put the result where it was asked for; returns the fields of a DepthResponse."""
+    files, fields = _render(estimator, result, request)
+    if request.output in ("inline", "both"):
+        fields |= _inline(files, request, fields.get("point_cloud"))
+    if request.output in ("s3", "both"):
+        fields |= _stored(estimator, store, files=files, request=request)
+    return fields
+
+
+def _render(
+    estimator: DepthEstimator, result: DepthResult, request: RenderRequest
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The renderings asked for (rendering → bytes), and the response's description of the point cloud."""
+    files = {"heatmap": estimator.heatmap_png(result, request.colormap)}
+    if request.with_depth:
+        files["depth_png16"] = estimator.depth_png16(result)
+    if request.points is None:
+        return files, {}
+    files[request.points.format], cloud = estimator.point_cloud(result, request.points.format, request.points.options)
+    cam = cloud.intrinsics
+    info = PointCloudInfo(
+        format=request.points.format,
+        points=len(cloud),
+        stride=cloud.stride,
+        fx=round(cam.fx, 4),
+        fy=round(cam.fy, 4),
+        cx=cam.cx,
+        cy=cam.cy,
+        intrinsics=cam.source,
+        faces=None if cloud.faces is None else len(cloud.faces),
+    )
+    return files, {"point_cloud": info}
+
+
+def _inline(files: dict[str, bytes], request: RenderRequest, cloud: PointCloudInfo | None) -> dict[str, Any]:
+    """The renderings as base64. A point cloud goes inline when it fits in the response beside them: output
+    "inline" refuses one that does not (413), output "both" leaves it in S3 only."""
+    renderings = [body for rendering, body in files.items() if rendering in ("heatmap", "depth_png16")]
+    check_response_budget(*renderings)
+    fields = {"heatmap_png_base64": base64.b64encode(files["heatmap"]).decode()}
+    if request.with_depth:
+        fields["depth_png16_base64"] = base64.b64encode(files["depth_png16"]).decode()
+    if request.points is None or cloud is None:
+        return fields
+    if fits_response(*renderings, files[request.points.format]):
+        fields["point_cloud_base64"] = base64.b64encode(files[request.points.format]).decode()
+    elif request.output == "inline":
+        raise PayloadTooLarge(
+            f"the point cloud ({cloud.points} points) does not fit in Lambda's 6 MB response "
+            'beside the heatmap; ask for fewer ("geometry": {"max_points": ...}) or for output "s3"'
+        )
+    return fields
+
+
+def _stored(
+    estimator: DepthEstimator, store: S3Store, *, files: dict[str, bytes], request: RenderRequest
+) -> dict[str, Any]:
+    """The renderings written to the output bucket, as presigned locations. The key is the image's digest and the
+    colormap, and the point-cloud options' digest (the same options, the same key)."""
+    settings = estimator.settings
+    stem = f"api/{hashlib.sha256(request.data).hexdigest()[:32]}-{request.colormap}"
+    if request.points is not None:  # other geometry, other points: a key of their own
+        stem += "-" + hashlib.sha256(repr(request.points.options).encode()).hexdigest()[:12]
+    meta = s3_outputs.s3_metadata(**request.source, model_sha256=estimator.model.manifest.data["onnx_sha256"])
+    keys = s3_outputs.write_outputs(store, settings, stem, files=files, metadata=meta)
+    bucket = settings.output_bucket
+    fields: dict[str, Any] = {}
+    for rendering, key in keys.items():
+        url = store.presign(bucket, key, settings.presigned_url_ttl)
+        fields[_S3_FIELDS[rendering]] = S3Location(bucket=bucket, key=key, url=url)
+    fields["depth_map_url"] = fields["heatmap_s3"].url
+    return fields

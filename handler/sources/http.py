@@ -1,0 +1,73 @@
+"""HTTP events (API Gateway REST and HTTP APIs, Function URLs, ALB) → the FastAPI app (``handler.app``) via Mangum.
+
+The web stack (FastAPI, Starlette, Mangum) is imported and the app built on the first HTTP event, not at import: a
+container that only ever sees S3 events never pays for it. Never with an ASGI lifespan: Mangum would run it on every
+invocation, and the model is loaded once per container at import (``handler.container``).
+
+Mangum decodes the request body before the app sees the request, so a body flagged ``isBase64Encoded`` that is not
+base64 would escape as an exception (a bare 502 at the gateway). It is answered here instead: 400
+``invalid_base64`` in the app's error format, shaped by Mangum's own handler for the event's source and version.
+The body is decoded once, here, and handed to Mangum's HTTP cycle as it is (Mangum's own ``__call__`` would decode
+it a second time).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from handler.events import is_authorizer, is_vpc_lattice
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from mangum import Mangum
+
+    from handler.estimator import DepthEstimator
+    from handler.s3_store import S3Store
+
+NAME = "http"
+LABEL = "HTTP request (API Gateway REST or HTTP API, Function URL, ALB)"
+
+
+def matches(event: Any) -> bool:
+    """The shapes Mangum adapts: ALB (``requestContext.elb``), REST API (``resource``), HTTP API / Function URL
+    (``version``), each with a ``requestContext``; not the authorizer and VPC Lattice requests that look like them
+    (refused by name: ``handler.events``)."""
+    if not isinstance(event, dict) or not isinstance(event.get("requestContext"), dict):
+        return False
+    if is_authorizer(event) or is_vpc_lattice(event):
+        return False
+    return "elb" in event["requestContext"] or "resource" in event or "version" in event
+
+
+@lru_cache(maxsize=1)
+def app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
+    """The FastAPI app around the container's estimator and store, made once, on first use."""
+    from handler.app import create_app
+
+    return create_app(estimator, store)
+
+
+@lru_cache(maxsize=1)
+def _adapter(estimator: DepthEstimator, store: S3Store) -> Mangum:
+    from mangum import Mangum
+
+    return Mangum(app(estimator, store), lifespan="off")
+
+
+def handle(event: dict, context: Any, *, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
+    """The app's answer to one HTTP event, in the response format of the event's source and version."""
+    from mangum.protocols import HTTPCycle
+
+    from handler.app import error_response
+    from handler.errors import InvalidBase64
+
+    adapter = _adapter(estimator, store)
+    handler = adapter.infer(event, context)
+    try:
+        body = handler.body  # Mangum's decoding of the body, as the request would get it
+    except ValueError as exc:  # binascii.Error, or a str that is not ASCII
+        error = InvalidBase64(f"the request body is flagged isBase64Encoded but is not valid base64 ({exc})")
+        response = error_response(error, handler.scope["path"])
+        return handler({"status": response.status_code, "headers": response.raw_headers, "body": response.body})
+    return handler(HTTPCycle(handler.scope, body)(adapter.app))
