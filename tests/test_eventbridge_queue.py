@@ -90,12 +90,16 @@ def drain_with_workers(entry, lambda_context, sqs, queue: str, workers: int = 4)
 
     def worker() -> None:
         idle = 0
-        while idle < 3:
+        deadline = time.monotonic() + 300
+        # An empty receive does not mean an empty queue: a message another worker just made visible again, or one
+        # the emulator is moving to the dead-letter queue, can be missed. Stop only once the queue itself is empty.
+        while time.monotonic() < deadline and (idle < 3 or count_messages(sqs, queue)):
             with receiving:
                 got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=120)
             messages = got.get("Messages", [])
             if not messages:
                 idle += 1
+                time.sleep(0.2)
                 continue
             idle = 0
             batches.append(len(messages))
