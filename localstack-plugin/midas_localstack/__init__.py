@@ -1,0 +1,1 @@
+"""LocalStack community plugin for this project's Lambda image function (see ``hooks``)."""
