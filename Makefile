@@ -146,3 +146,18 @@ $(CHECKOV_STAMP):
 checkov: $(CHECKOV_STAMP)
 	$(CHECKOV) --framework cloudformation --file infra/template.yaml
 	$(CHECKOV) --framework dockerfile --file layer/Dockerfile
+
+# ---------------------------------------------------------------------------------------------- the stack, emulated
+# The stack `sam build` writes, deployed into LocalStack community (a host process from .venv-localstack, with the
+# plugin in localstack-plugin/) on 127.0.0.1:$(STACK_PORT), until Ctrl-C: that deletes the stack, stops LocalStack
+# and removes its Lambda containers. Bakes layer/model/ first if missing. Template parameters: STACK_PARAMETERS,
+# e.g. "IngestMode=queue WritePointCloud=ply". docs/local-aws.md#the-stack-in-localstack
+STACK_PORT ?= 4599
+STACK_PARAMETERS ?=
+
+.PHONY: stack
+
+stack: setup base-image
+	@test -f layer/model/manifest.json || $(MAKE) bake
+	$(SAM) build --parameter-overrides ModelSource=prebaked
+	$(BIN)/python scripts/stack.py --port $(STACK_PORT) $(STACK_PARAMETERS)

@@ -5,6 +5,7 @@
 #   scripts/localstack.sh stop         stop the one `start` started on LOCALSTACK_PORT (default 4566)
 #   scripts/localstack.sh run CMD...   start one on a free port (or LOCALSTACK_PORT), run CMD with AWS_ENDPOINT_URL
 #                                      and test credentials pointing at it, always stop it; exit with CMD's status
+#   scripts/localstack.sh install      only make the venv (start and run do it first); scripts/stack.py uses it
 #
 # The venv (LOCALSTACK_VENV, default .venv-localstack) is made on first use with LOCALSTACK_PYTHON (default: a
 # python3.13 on PATH or in pyenv) and needs PyPI once. If it cannot be made, every command fails: a test pass
@@ -125,7 +126,7 @@ stop() {
 }
 
 usage() {
-  sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '3,8p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -139,6 +140,9 @@ case "${1:-}" in
     ;;
   stop)
     stop "${LOCALSTACK_PORT:-4566}"
+    ;;
+  install)
+    install
     ;;
   run)
     shift

@@ -24,6 +24,7 @@ import pytest
 from bake.checkpoint import build_model, load_state_dict
 from bake.pipeline import bake
 from bake.random_checkpoint import write_checkpoint
+from localdev.lambda_container import engine_error
 from support import LambdaContext, encode, function_env, scene, start_moto
 
 # Credentials/region for the emulator only (set before anything creates a boto3 client).
@@ -51,6 +52,17 @@ def pytest_collection_modifyitems(config, items) -> None:
         function = getattr(item, "function", None)
         if function is not None and S3_FIXTURES & set(inspect.signature(function).parameters):
             item.add_marker(pytest.mark.s3)
+
+
+# ------------------------------------------------------------------------------------------------ Docker
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Skips, with the reason, where no Docker engine answers (the image and the stack in LocalStack need one)."""
+    reason = engine_error()
+    if reason:
+        pytest.skip(f"no Docker engine answers ({reason}); .ci/run installs and starts one")
 
 
 # ------------------------------------------------------------------------------------------------ model

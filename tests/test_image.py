@@ -36,7 +36,6 @@ from localdev.lambda_container import (
     build_context,
     build_image,
     docker,
-    engine_error,
     image_size,
     layer_sizes,
 )
@@ -72,13 +71,6 @@ def template_memory_size() -> int:
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="session")
-def docker_engine() -> None:
-    reason = engine_error()
-    if reason:
-        pytest.skip(f"no Docker engine answers ({reason}); .ci/run installs and starts one")
 
 
 @pytest.fixture(scope="session")

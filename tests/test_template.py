@@ -334,7 +334,7 @@ def test_function_environment_names_are_settings_the_handler_reads(resources, pa
     assert variables["OUTPUT_BUCKET"] == {"Fn::Sub": bucket_name(resources, "OutputBucket")}
     assert variables["ALLOWED_INPUT_BUCKETS"] == {"Fn::Sub": bucket_name(resources, "InputBucket")}
     # declared so that sam local --env-vars can set it, absent once deployed: AWS, or an emulator running the stack
-    # (LocalStack), gives the function its endpoints, which a value here would override (tests/test_stack.py)
+    # (LocalStack), gives the function its endpoints, which a value here would override (tests/e2e/test_stack.py)
     assert variables["AWS_ENDPOINT_URL"] == {"Ref": "AWS::NoValue"}
 
 

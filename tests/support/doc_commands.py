@@ -9,6 +9,8 @@ A block's tag is an HTML comment on the line just before its opening fence, ``<!
   script it names must exist);
 - ``setup``: setup, bake and test commands the suite itself embodies (running ``make test`` inside ``make test``
   would recurse); checked like ``aws``. The serve fixture runs what ``make serve`` runs.
+- ``stack``: the stack deployed into LocalStack (``make stack``); tests/e2e/test_stack.py starts the block that is just
+  ``make stack`` and runs the others against it.
 
 Any other tag is an error, and so is a fence with no language or a shell language other than ``bash``/``sh``.
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from support import ROOT
 
-TAGS = ("serve", "image", "aws", "setup")
+TAGS = ("serve", "image", "aws", "setup", "stack")
 DEFAULT_TAG = "serve"
 SHELL_LANGUAGES = ("bash", "sh")
 # Fences that are not commands: output, payloads, configuration.
@@ -114,7 +116,7 @@ def all_blocks() -> list[Block]:
 
 
 def blocks(tag: str) -> list[Block]:
-    """The bash/sh blocks with this tag (``serve``, ``image``, ``aws`` or ``setup``)."""
+    """The bash/sh blocks with this tag (``serve``, ``image``, ``aws``, ``setup`` or ``stack``)."""
     if tag not in TAGS:
         raise ValueError(f"unknown doc-test tag {tag!r}; known: {', '.join(TAGS)}")
     return [b for b in all_blocks() if b.tag == tag]

@@ -1,0 +1,335 @@
+"""`make stack`: the stack `sam build` wrote (.aws-sam/build/template.yaml) deployed into LocalStack community on this
+machine, until Ctrl-C; scripts/stack.py is its command line, the e2e test (tests/e2e/test_stack.py) uses the rest.
+
+    .venv/bin/python scripts/stack.py [--port 4599] [--stack-name midas-depth] [Parameter=Value ...]
+
+LocalStack runs as a host process from its Python package (scripts/localstack.sh makes .venv-localstack), with the
+repository's LocalStack plugin (localstack-plugin/, installed here into that venv) for what community lacks: image
+functions, and the Lambda init where it cannot be downloaded. Each run is separate from any other: its own port, a
+fresh state directory (FILESYSTEM_ROOT), and Lambda containers named ``midas-stack-<run id>-lambda-...``. The stack
+is created through the CloudFormation API (``sam deploy`` needs ECR, which community lacks) with a public function
+URL, since LocalStack community has no HTTP API. Ctrl-C (or SIGTERM) deletes the stack, stops LocalStack, removes
+the run's containers and its state directory.
+
+The function containers reach LocalStack on the address of Docker's default bridge (docker0), where LocalStack also
+listens; nothing else is exposed beyond 127.0.0.1. docs/local-aws.md#the-stack-in-localstack
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localdev.lambda_container import docker, engine_error
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "localstack-plugin"
+BUILT_TEMPLATE = Path(".aws-sam") / "build" / "template.yaml"
+DEFAULT_PORT = 4599
+STACK_NAME = "midas-depth"
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
+# LocalStack community has no HTTP API (API Gateway v2): the function URL carries the same payload format 2.0. A
+# public URL needs the concurrency cap (the template's Rules), which ReservedConcurrency's default gives.
+PARAMETERS = {"EnableFunctionUrl": "true", "FunctionUrlAuthType": "NONE"}
+START_SECONDS = 180
+DEPLOY_SECONDS = 300
+STOP_SECONDS = 30
+
+
+def interface_address(name: str) -> str:
+    """The IPv4 address of a network interface (SIOCGIFADDR): docker0's is where containers reach this machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))
+    return socket.inet_ntoa(packed[20:24])
+
+
+def localstack_venv() -> Path:
+    """LocalStack's venv (made by scripts/localstack.sh with its pins), with this repository's plugin installed."""
+    subprocess.run(["bash", str(ROOT / "scripts" / "localstack.sh"), "install"], check=True)
+    venv = Path(os.environ.get("LOCALSTACK_VENV") or ROOT / ".venv-localstack")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in PLUGIN.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(PLUGIN).as_posix().encode() + b"\0" + path.read_bytes())
+    stamp = venv / f".installed-midas-localstack-{digest.hexdigest()[:16]}"
+    if not stamp.exists():
+        for old in venv.glob(".installed-midas-localstack-*"):
+            old.unlink()
+        with tempfile.TemporaryDirectory() as build:  # built from a copy: the checkout gets no build leftovers
+            source = shutil.copytree(PLUGIN, Path(build) / "plugin", ignore=shutil.ignore_patterns("__pycache__"))
+            # LocalStack's venv has setuptools: no build isolation, no download
+            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+            subprocess.run([*pip, "--force-reinstall", str(source)], check=True)
+        stamp.touch()
+    return venv
+
+
+def free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: past connections do not count
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def client(endpoint: str, service: str) -> Any:
+    """A boto3 client for LocalStack at ``endpoint`` (its test credentials)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"mode": "standard"}),
+    )
+
+
+@dataclass
+class LocalStack:
+    """LocalStack community as a host process for one run (start, stop), from ``venv``."""
+
+    venv: Path
+    port: int = DEFAULT_PORT
+    gateway: str = field(default_factory=lambda: interface_address("docker0"))
+    name: str = field(default_factory=lambda: f"midas-stack-{secrets.token_hex(4)}")
+    state: Path | None = None  # the run's directory: FILESYSTEM_ROOT and the log
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.state / "localstack.log"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_")) and k != "HOSTNAME"}
+        env.update(
+            GATEWAY_SERVER="hypercorn",
+            # loopback for this machine, docker0 for the function containers (HOSTNAME_FROM_LAMBDA: the address
+            # LocalStack gives them, as AWS_ENDPOINT_URL and for its init)
+            GATEWAY_LISTEN=f"127.0.0.1:{self.port},{self.gateway}:{self.port}",
+            HOSTNAME_FROM_LAMBDA=self.gateway,
+            LAMBDA_DOCKER_NETWORK="bridge",
+            # The host in the URLs LocalStack hands out: function URLs become <id>.lambda-url.<region>.localhost:<port>,
+            # names that curl and browsers resolve to this machine without DNS.
+            LOCALSTACK_HOST=f"localhost:{self.port}",
+            MAIN_CONTAINER_NAME=self.name,  # Lambda containers: <name>-lambda-<function>-<id>
+            FILESYSTEM_ROOT=str(self.state / "root"),
+            OVERRIDE_IN_DOCKER="0",
+            DNS_ADDRESS="0",
+            CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES="1",  # the HTTP API (Pro-only) becomes a placeholder
+            DISABLE_EVENTS="1",  # no usage analytics sent out
+            SKIP_SSL_CERT_DOWNLOAD="1",  # plain HTTP only: no certificate fetched
+        )
+        return env
+
+    def start(self) -> LocalStack:
+        for host in ("127.0.0.1", self.gateway):
+            if not free(host, self.port):
+                raise RuntimeError(f"{host}:{self.port} is taken: choose another port (make stack STACK_PORT=...)")
+        self.state = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(self.venv / "bin" / "python"), "-m", "localstack.runtime.main"],
+                cwd=self.state,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches this script, which stops LocalStack in order
+            )
+        deadline = time.monotonic() + START_SECONDS
+        while not self.healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"LocalStack did not start on {self.endpoint}:\n{self.log_tail()}")
+            time.sleep(0.5)
+        return self
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=2) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.state or not self.log.is_file():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def containers(self) -> list[str]:
+        """This run's Lambda containers, running or not."""
+        names = docker("ps", "--all", "--format", "{{.Names}}").stdout.split()
+        return [name for name in names if name.startswith(f"{self.name}-lambda-")]
+
+    def stop(self) -> list[str]:
+        """Stop LocalStack (SIGTERM, then SIGKILL), remove this run's containers and state; the containers removed."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        # LocalStack leaves its Lambda containers running when it stops
+        removed = self.containers()
+        for name in removed:
+            docker("rm", "--force", name, check=False)
+        if self.state:
+            shutil.rmtree(self.state, ignore_errors=True)
+        return removed
+
+
+def deploy(cloudformation: Any, name: str, template: str, parameters: dict[str, str]) -> dict[str, str]:
+    """Create the stack and wait for it; its outputs. A failed creation raises with the resources' reasons."""
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=template,
+        Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack = _settled(cloudformation, name)
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        events = cloudformation.describe_stack_events(StackName=name)["StackEvents"]
+        failed = [
+            f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
+            for e in events
+            if "FAILED" in e["ResourceStatus"]
+        ]
+        raise RuntimeError(f"stack {name} ended {stack['StackStatus']}: " + "; ".join(failed))
+    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def delete(cloudformation: Any, name: str) -> str:
+    """Delete the stack and wait for it; its final status."""
+    cloudformation.delete_stack(StackName=name)
+    return _settled(cloudformation, name)["StackStatus"]
+
+
+def _settled(cloudformation: Any, name: str) -> dict:
+    deadline = time.monotonic() + DEPLOY_SECONDS
+    while True:
+        try:
+            stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        except cloudformation.exceptions.ClientError as exc:
+            if "does not exist" in str(exc):
+                return {"StackStatus": "DELETE_COMPLETE"}
+            raise
+        if not stack["StackStatus"].endswith("_IN_PROGRESS") or time.monotonic() > deadline:
+            return stack
+        time.sleep(1)
+
+
+def try_it(localstack: LocalStack, outputs: dict[str, str]) -> str:
+    """What to run against the stack, with its names."""
+    url = outputs["FunctionUrl"]
+    source = f"s3://{outputs['InputBucketName']}/{outputs['UploadPrefix']}photo.jpg"
+    heatmap = f"{outputs['OutputPrefix']}{outputs['UploadPrefix']}photo.jpg.png"
+    aws = f"aws --endpoint-url {localstack.endpoint}"
+    return "\n".join(
+        [
+            "Try it from another shell (photo.jpg: any JPEG; the heatmap appears a few seconds after the upload):",
+            "  export " + " ".join(f"{k}={v}" for k, v in CREDENTIALS.items()),
+            f"  {aws} s3 cp photo.jpg {source}",
+            f"  {aws} s3api wait object-exists --bucket {outputs['OutputBucketName']} --key {heatmap}",
+            f"  {aws} s3 cp s3://{outputs['OutputBucketName']}/{heatmap} photo-depth.png",
+            f"  curl {url}health",
+            f"  curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg -o depth.png {url}depth",
+            f"  the upload page, in a browser on this machine: {url}",
+        ]
+    )
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"LocalStack's port (default {DEFAULT_PORT})")
+    parser.add_argument("--stack-name", default=STACK_NAME)
+    parser.add_argument("parameters", nargs="*", metavar="Parameter=Value", help="template parameters")
+    args = parser.parse_args(argv)
+    for item in args.parameters:
+        if "=" not in item:
+            parser.error(f"a parameter is Name=Value, not {item!r}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    parameters = PARAMETERS | dict(item.split("=", 1) for item in args.parameters)
+    problem = engine_error()
+    if problem:
+        print(f"stack: no Docker engine answers ({problem})", file=sys.stderr)
+        return 2
+    if not BUILT_TEMPLATE.is_file():
+        print(f"stack: no {BUILT_TEMPLATE}: run sam build first (make stack does)", file=sys.stderr)
+        return 2
+    try:
+        gateway = interface_address("docker0")
+    except OSError:
+        print(
+            "stack: no docker0 interface (Docker's default bridge): the function containers could not reach LocalStack",
+            file=sys.stderr,
+        )
+        return 2
+    localstack = LocalStack(localstack_venv(), args.port, gateway)
+    # Ctrl-C and SIGTERM clean up, even where this was started with SIGINT ignored (a shell's background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    created = False
+    try:
+        localstack.start()
+        print(f"LocalStack on {localstack.endpoint} (pid {localstack.process.pid}, log {localstack.log})", flush=True)
+        cloudformation = client(localstack.endpoint, "cloudformation")
+        created = True
+        outputs = deploy(cloudformation, args.stack_name, BUILT_TEMPLATE.read_text(), parameters)
+        print(f"Stack {args.stack_name} created; its outputs:")
+        for key, value in sorted(outputs.items()):
+            print(f"  {key:26} {value}")
+        print(try_it(localstack, outputs))
+        containers = f"{localstack.name}-lambda-*"
+        print(
+            f"Ready. Ctrl-C deletes the stack, stops LocalStack and removes its containers ({containers}).", flush=True
+        )
+        while localstack.process.poll() is None:
+            time.sleep(1)
+        code = localstack.process.returncode
+        print(f"stack: LocalStack stopped by itself (exit code {code}):\n{localstack.log_tail()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        print(f"stack: {exc}\n--- LocalStack's log, last lines\n{localstack.log_tail()}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if created and localstack.process and localstack.process.poll() is None:
+            print(f"Deleting stack {args.stack_name} ...", flush=True)
+            try:
+                print(f"  {delete(cloudformation, args.stack_name)}", flush=True)
+            except Exception as exc:
+                print(f"stack: deleting {args.stack_name} failed: {exc}", file=sys.stderr)
+        removed = localstack.stop()
+        print(f"LocalStack stopped; containers removed: {', '.join(removed) or 'none left'}", flush=True)
