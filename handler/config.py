@@ -47,6 +47,11 @@ class Settings(BaseModel):
     allowed_input_prefixes: frozenset[str] = Field(
         frozenset(), description="key prefixes /depth may read (comma-separated); empty = UPLOAD_PREFIX"
     )
+    trust_loopback_callers: bool = Field(
+        False,
+        description="requests a local server (make serve) takes from 127.0.0.1 or ::1 count as authenticated; "
+        "never those that come through Lambda, whose event alone says who called",
+    )
     write_raw_depth: bool = Field(False, description="S3 trigger also writes <stem>.pfm (float32 depth)")
     write_point_cloud: Literal["none", "ply", "glb"] = Field(
         "none", description="S3 trigger also writes the point cloud <stem>.ply or <stem>.glb (docs/point-clouds.md)"

@@ -45,6 +45,10 @@ class ValidationFailed(DepthError):
     status_code, code = 422, "validation_error"
 
 
+class AuthenticationRequired(DepthError):
+    status_code, code = 403, "authentication_required"
+
+
 class BucketNotAllowed(DepthError):
     status_code, code = 403, "bucket_not_allowed"
 

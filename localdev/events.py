@@ -37,10 +37,26 @@ def b64(data: bytes) -> str:
 # ------------------------------------------------------------------------------------------------ HTTP
 
 
+def _authorizers() -> dict[str, dict]:
+    """``requestContext.authorizer`` as AWS writes it after authenticating a caller: ``iam`` (SigV4) from a
+    function URL with AuthType AWS_IAM (Powertools' event), ``jwt`` from an HTTP API JWT authorizer (sam's)."""
+    iam = load_event("third_party/powertools/lambdaFunctionUrlIAMEvent.json")["requestContext"]["authorizer"]
+    return {"iam": iam, "jwt": load_event("apigw-v2-http.json")["requestContext"]["authorizer"]}
+
+
 def api_event(
-    kind: str, method: str, path: str, body: bytes | str | None = None, content_type: str | None = None, query: str = ""
+    kind: str,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    content_type: str | None = None,
+    query: str = "",
+    *,
+    caller: str | None = None,
 ) -> dict:
-    """An API Gateway REST (v1), HTTP API (v2) or Function URL event built from the committed sam payloads."""
+    """An API Gateway REST (v1), HTTP API (v2) or Function URL event built from the committed sam payloads. As
+    committed, the v2 payload carries a JWT authorizer's claims and the others none; ``caller`` makes a v2 or
+    Function URL event ``"iam"`` (SigV4), ``"jwt"`` or ``"anonymous"`` (no authorizer)."""
     headers = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "user-agent": "pytest"}
     if content_type:
         headers["content-type"] = content_type
@@ -73,6 +89,10 @@ def api_event(
         event["requestContext"].pop("stage", None)
         event["requestContext"].pop("authentication", None)
         event["requestContext"].pop("authorizer", None)
+    if caller == "anonymous":
+        event["requestContext"].pop("authorizer", None)
+    elif caller is not None:
+        event["requestContext"]["authorizer"] = _authorizers()[caller]
     return event
 
 

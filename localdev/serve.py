@@ -171,9 +171,15 @@ def main() -> None:
     model_dir = Path(os.environ.get("MODEL_DIR") or ROOT / "layer" / "model")
     ensure_model(model_dir)
     endpoint, queue_url = start_s3(s3_port)
+    # The API serves 127.0.0.1 only, to the user who started it: their requests count as authenticated, so that
+    # S3 references work as they do for a signed caller of the deployed API (docs/api.md#authentication).
     os.environ.update(
         function_env(
-            model_dir=model_dir, output_bucket=OUTPUT_BUCKET, input_buckets=INPUT_BUCKET, UPLOAD_PREFIX=UPLOAD_PREFIX
+            model_dir=model_dir,
+            output_bucket=OUTPUT_BUCKET,
+            input_buckets=INPUT_BUCKET,
+            UPLOAD_PREFIX=UPLOAD_PREFIX,
+            TRUST_LOOPBACK_CALLERS="true",
         )
     )
     import boto3

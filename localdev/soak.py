@@ -103,8 +103,8 @@ class Corpus:
         return cls(images, keys, input_bucket)
 
 
-def _json_event(kind: str, payload: dict) -> dict:
-    return api_event(kind, "POST", "/depth", json.dumps(payload), "application/json")
+def _json_event(kind: str, payload: dict, caller: str | None = None) -> dict:
+    return api_event(kind, "POST", "/depth", json.dumps(payload), "application/json", caller=caller)
 
 
 def request_kinds(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[Image], Request]]:
@@ -112,6 +112,9 @@ def request_kinds(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[Ima
 
     def kind() -> str:
         return rng.choice(API_KINDS)
+
+    def signed() -> str:  # the event kinds that carry a signed (IAM) caller: S3 references need one
+        return rng.choice(["v2", "function-url"])
 
     def raw(image: Image) -> Request:
         _, data, content_type = image
@@ -132,7 +135,7 @@ def request_kinds(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[Ima
 
     def s3_ref(image: Image) -> Request:
         payload = {"s3": f"s3://{corpus.input_bucket}/{corpus.keys[image[0]]}", "output": "inline"}
-        return Request("json-s3-ref", _json_event(kind(), payload), True, 200)
+        return Request("json-s3-ref", _json_event(signed(), payload, "iam"), True, 200)
 
     def health(image: Image) -> Request:
         return Request("health", api_event(kind(), "GET", "/health"), True, 200)
@@ -156,18 +159,20 @@ def request_kinds(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[Ima
         return Request("bad-raw", api_event(kind(), "POST", "/depth", data, image[2]), False, status)
 
     def bad_json(image: Image) -> Request:
-        payload, status = rng.choice(
+        ref = {"s3": f"s3://{corpus.input_bucket}/{corpus.keys[image[0]]}"}
+        payload, status, caller = rng.choice(
             [
-                ({"image": "%%% not base64"}, 400),
-                ({"image": b64(b"plain text")}, 400),
-                ({"image": b64(image[1]), "unknown": 1}, 422),
-                ({"s3": f"s3://{corpus.input_bucket}/uploads/soak/missing.jpg"}, 404),
-                ({"s3": "s3://not-an-allowed-bucket/uploads/a.jpg"}, 403),
-                ({"s3": f"s3://{corpus.input_bucket}/private/a.jpg"}, 403),
-                ({"image": "data:text/plain;base64,aGk="}, 415),
+                ({"image": "%%% not base64"}, 400, None),
+                ({"image": b64(b"plain text")}, 400, None),
+                ({"image": b64(image[1]), "unknown": 1}, 422, None),
+                ({"s3": f"s3://{corpus.input_bucket}/uploads/soak/missing.jpg"}, 404, "iam"),
+                ({"s3": "s3://not-an-allowed-bucket/uploads/a.jpg"}, 403, "iam"),
+                ({"s3": f"s3://{corpus.input_bucket}/private/a.jpg"}, 403, "iam"),
+                (ref, 403, "anonymous"),
+                ({"image": "data:text/plain;base64,aGk="}, 415, None),
             ]
         )
-        return Request("bad-json", _json_event(kind(), payload), False, status)
+        return Request("bad-json", _json_event(signed() if caller else kind(), payload, caller), False, status)
 
     def bad_s3_upload(image: Image) -> Request:
         name = rng.choice(["garbage.jpg", "bomb.png"])

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from handler.app import create_app
 from handler.config import Settings
 from handler.estimator import DepthEstimator
 from handler.s3_store import S3Store
-from support import encode, list_keys, scene
+from support import encode, list_keys, local_client, scene
 
 
 def png_shape(data: bytes) -> tuple[int, ...]:
@@ -25,12 +24,12 @@ def png_shape(data: bytes) -> tuple[int, ...]:
 
 
 def make_client(depth_model, **settings) -> TestClient:
-    return TestClient(create_app(DepthEstimator(Settings(**settings), depth_model), S3Store()))
+    return local_client(DepthEstimator(Settings(**settings), depth_model), S3Store())
 
 
 @pytest.fixture(scope="module")
 def client(estimator, s3_endpoint) -> TestClient:
-    return TestClient(create_app(estimator, S3Store()))
+    return local_client(estimator, S3Store())
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,12 @@ def server(baked_model_dir, s3_endpoint, input_bucket, output_bucket, tmp_path_f
     log = tmp_path_factory.mktemp("uvicorn") / "server.log"
     env = {
         **os.environ,
-        **function_env(model_dir=baked_model_dir, output_bucket=output_bucket, input_buckets=input_bucket),
+        **function_env(
+            model_dir=baked_model_dir,
+            output_bucket=output_bucket,
+            input_buckets=input_bucket,
+            TRUST_LOOPBACK_CALLERS="true",  # as make serve: the S3 references come from 127.0.0.1
+        ),
         "AWS_ENDPOINT_URL": s3_endpoint,
         "POWERTOOLS_LOG_LEVEL": "INFO",  # the one "model loaded" line is what the test counts
     }

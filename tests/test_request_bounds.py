@@ -19,7 +19,18 @@ from handler.config import Settings
 from handler.estimator import DepthEstimator
 from handler.headers import API_POLICY
 from handler.s3_store import S3Store
-from support import API_KINDS, Answer, assert_clean_error, b64, call, encode, jpeg_claiming, multipart, scene
+from support import (
+    API_KINDS,
+    Answer,
+    assert_clean_error,
+    b64,
+    call,
+    encode,
+    jpeg_claiming,
+    local_client,
+    multipart,
+    scene,
+)
 
 JPEG = encode(scene(96, 64, seed=5))
 MARKER = "ZQXJmarker"  # a caller-chosen string that no reply may contain
@@ -132,7 +143,7 @@ def counting_s3(monkeypatch, canary, depth_model, baked_model_dir, input_bucket)
     url, hits = canary
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", url)
     settings = Settings(model_dir=str(baked_model_dir), allowed_input_buckets=input_bucket)
-    return TestClient(create_app(DepthEstimator(settings, depth_model), S3Store(max_attempts=1))), hits
+    return local_client(DepthEstimator(settings, depth_model), S3Store(max_attempts=1)), hits
 
 
 @pytest.mark.parametrize(
@@ -162,7 +173,7 @@ def test_configured_prefixes_replace_the_upload_prefix(depth_model, baked_model_
     settings = Settings(
         model_dir=str(baked_model_dir), allowed_input_buckets=input_bucket, allowed_input_prefixes="a/, b/c/"
     )
-    client = TestClient(create_app(DepthEstimator(settings, depth_model), S3Store()))
+    client = local_client(DepthEstimator(settings, depth_model), S3Store())
     s3.put_object(Bucket=input_bucket, Key="b/c/photo.jpg", Body=encode(scene(64, 48)))
     assert client.post("/depth", json={"s3": f"s3://{input_bucket}/b/c/photo.jpg"}).status_code == 200
     refused = client.post("/depth", json={"s3": f"s3://{input_bucket}/uploads/photo.jpg"})
@@ -242,7 +253,7 @@ def test_an_unexpected_error_also_carries_them(depth_model, baked_model_dir):
             raise RuntimeError("boom")
 
     settings = Settings(model_dir=str(baked_model_dir), allowed_input_buckets="midas-in")
-    client = TestClient(create_app(DepthEstimator(settings, depth_model), Broken()), raise_server_exceptions=False)
+    client = local_client(DepthEstimator(settings, depth_model), Broken(), raise_server_exceptions=False)
     response = client.post("/depth", json={"s3": "s3://midas-in/uploads/a.jpg"})
     assert response.status_code == 500 and response.json()["error"] == "internal_error"
     assert response.headers["content-security-policy"] == API_POLICY

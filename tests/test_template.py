@@ -232,6 +232,9 @@ def evaluate(expression, values: dict[str, str]):
         return all(evaluate(a, values) for a in argument)
     if function == "Fn::Or":
         return any(evaluate(a, values) for a in argument)
+    if function == "Fn::Contains":  # of a CommaDelimitedList parameter, given as its comma-separated value
+        listed, value = (evaluate(a, values) for a in argument)
+        return value in [item.strip() for item in str(listed).split(",")]
     raise AssertionError(f"no evaluator for {function}")
 
 
@@ -275,8 +278,10 @@ def test_concurrency_is_capped_by_default_and_a_public_function_url_needs_a_cap(
 
 
 def test_http_api_access_logs_are_json_lines_in_a_log_group_with_retention(resources, parameters):
-    (stage,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
-    assert stage["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    stages = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    (stage,) = [s for s in stages if s["Properties"]["ApiId"] == {"Ref": "HttpApi"}]
+    # the authenticated API (ApiAuth) logs the same lines to the same group
+    assert all(s["Properties"]["AccessLogSettings"] == stage["Properties"]["AccessLogSettings"] for s in stages)
     settings = stage["Properties"]["AccessLogSettings"]
     assert settings["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]}
     log_format = settings["Format"]
@@ -361,7 +366,7 @@ def test_http_api_routes_are_the_apps_routes(resources, entry):
     for methods in paths.values():
         for operation in methods.values():
             assert operation["x-amazon-apigateway-integration"]["payloadFormatVersion"] == "2.0"
-    permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission" and "Condition" not in r]
     assert sum(p["Properties"]["Principal"] == "apigateway.amazonaws.com" for p in permissions) == len(routed)
 
 
@@ -386,6 +391,47 @@ def test_api_url_output_and_optional_function_url(probe, resources, parameters):
     assert {p["Properties"]["Action"] for p in public} == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
     invoke = next(p for p in public if p["Properties"]["Action"] == "lambda:InvokeFunction")
     assert invoke["Properties"]["InvokedViaFunctionUrl"] is True  # not a public invoke of the function itself
+
+
+def test_api_auth_adds_an_authenticated_api_and_leaves_the_public_one_as_it_is(probe, resources, parameters):
+    assert parameters["ApiAuth"]["Default"] == "NONE" and parameters["ApiAuth"]["AllowedValues"] == [
+        "NONE",
+        "AWS_IAM",
+        "JWT",
+    ]
+    public = resources["HttpApi"]["Properties"]["Body"]
+    assert "securitySchemes" not in public.get("components", {})
+    assert all("security" not in op for methods in public["paths"].values() for op in methods.values())
+
+    added = {name: r for name, r in resources.items() if r.get("Condition") in ("HasAuthenticatedApi", "UseJwtAuth")}
+    route = added["AuthenticatedApiRoute"]["Properties"]
+    assert route["RouteKey"] == "$default" and route["ApiId"] == {"Ref": "AuthenticatedHttpApi"}
+    assert route["AuthorizationType"] == {"Fn::If": ["UseJwtAuth", "JWT", "AWS_IAM"]}  # never NONE
+    jwt = added["AuthenticatedApiJwtAuthorizer"]
+    assert jwt["Condition"] == "UseJwtAuth" and jwt["Properties"]["JwtConfiguration"] == {
+        "Issuer": {"Ref": "JwtIssuer"},
+        "Audience": {"Ref": "JwtAudience"},
+    }
+    assert added["AuthenticatedApiIntegration"]["Properties"]["PayloadFormatVersion"] == "2.0"  # what carries iam/jwt
+    invoke = added["AuthenticatedApiInvoke"]["Properties"]
+    assert (
+        invoke["Principal"] == "apigateway.amazonaws.com"
+        and "${AuthenticatedHttpApi}/*" in invoke["SourceArn"]["Fn::Sub"]
+    )
+    assert probe["translated"]["Outputs"]["AuthenticatedApiUrl"]["Condition"] == "HasAuthenticatedApi"
+
+    defaults = {name: str(p.get("Default", "")) for name, p in parameters.items()}
+    rules = probe["raw"]["Rules"]
+    for values, accepted in [
+        ({"ApiAuth": "NONE"}, True),
+        ({"ApiAuth": "AWS_IAM"}, True),
+        ({"ApiAuth": "JWT"}, False),
+        ({"ApiAuth": "JWT", "JwtIssuer": "https://issuer.example"}, False),
+        ({"ApiAuth": "JWT", "JwtIssuer": "https://issuer.example", "JwtAudience": "app1,app2"}, True),
+    ]:
+        refused = refused_by_rules(rules, defaults | values)
+        assert (refused == []) == accepted, (values, refused)
+        assert all("JwtIssuer" in description for description in refused)
 
 
 # ------------------------------------------------------------------------------------------------ S3
@@ -772,6 +818,7 @@ ALL_OPTIONS = {
     "FunctionUrlAuthType": "NONE",
     "EnableTracing": '"true"',
     "AlarmEmail": "ops@example.com",
+    "ApiAuth": "JWT",
 }
 
 

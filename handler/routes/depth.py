@@ -14,10 +14,17 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from handler.config import Colormap, Settings
-from handler.errors import InvalidBase64, InvalidRequest, OutputNotConfigured, UnsupportedMediaType, ValidationFailed
+from handler.errors import (
+    AuthenticationRequired,
+    InvalidBase64,
+    InvalidRequest,
+    OutputNotConfigured,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from handler.estimator import DepthEstimator
 from handler.routes.bodies import media_type, read_body, shown
-from handler.routes.deps import Estimator, Store, run_blocking
+from handler.routes.deps import Authentication, Estimator, Store, run_blocking
 from handler.routes.results import (
     PointCloudAsk,
     RenderRequest,
@@ -104,15 +111,24 @@ def decode_base64_image(text: str) -> bytes:
         }
     },
 )
-async def depth(request: Request, estimator: Estimator, store: Store, colormap: Colormap | None = None) -> Any:
-    """JSON (base64 image or S3 reference) → JSON results; a raw ``image/*`` body → the heatmap PNG itself."""
+async def depth(
+    request: Request,
+    estimator: Estimator,
+    store: Store,
+    authentication: Authentication,
+    colormap: Colormap | None = None,
+) -> Any:
+    """JSON (base64 image or S3 reference) → JSON results; a raw ``image/*`` body → the heatmap PNG itself. An S3
+    reference needs an authenticated caller (IAM or JWT; docs/api.md#authentication)."""
     media = media_type(request)
     if media.startswith("image/"):
         return await _heatmap_of_body(request, estimator, colormap)
     if media != "application/json":
         given = shown(media) if media else "a body without Content-Type"
         raise UnsupportedMediaType(f"POST /depth accepts application/json or image/*, not {given}")
-    asked = await _render_request(request, estimator=estimator, store=store, colormap=colormap)
+    asked = await _render_request(
+        request, estimator=estimator, store=store, colormap=colormap, authentication=authentication
+    )
     return await run_blocking(request, respond, estimator, store, asked)
 
 
@@ -137,7 +153,7 @@ async def _heatmap_of_body(request: Request, estimator: DepthEstimator, colormap
 
 
 async def _render_request(
-    request: Request, *, estimator: DepthEstimator, store: S3Store, colormap: str | None
+    request: Request, *, estimator: DepthEstimator, store: S3Store, colormap: str | None, authentication: str | None
 ) -> RenderRequest:
     """The JSON body → what to render and where: the image (decoded, or read from an allowed S3 object)."""
     settings = estimator.settings
@@ -145,7 +161,7 @@ async def _render_request(
     output = req.output or ("both" if settings.output_bucket else "inline")
     if output != "inline" and not settings.output_bucket:
         raise OutputNotConfigured(f"output '{output}' needs an output bucket; this deployment has none")
-    data, source = await _image(request, req, settings=settings, store=store)
+    data, source = await _image(request, req, settings=settings, store=store, authentication=authentication)
     points = None
     if req.point_cloud is not None:
         points = PointCloudAsk(req.point_cloud, (req.geometry or GeometryRequest()).options(output == "inline"))
@@ -154,11 +170,17 @@ async def _render_request(
 
 
 async def _image(
-    request: Request, req: DepthRequest, *, settings: Settings, store: S3Store
+    request: Request, req: DepthRequest, *, settings: Settings, store: S3Store, authentication: str | None
 ) -> tuple[bytes, dict[str, str]]:
-    """The request's image bytes and where they came from (base64, or an S3 object the read rule allows)."""
+    """The request's image bytes and where they came from (base64, or an S3 object the read rule allows an
+    authenticated caller)."""
     if req.s3 is None:
         return decode_base64_image(req.image or ""), {"source": "base64"}
+    if authentication is None:  # before the read rule too: an anonymous caller learns nothing about the buckets
+        raise AuthenticationRequired(
+            "an S3 reference needs an authenticated request (IAM or JWT, see docs/api.md#authentication); "
+            "anonymous callers send the image itself (base64, or a raw image/* body)"
+        )
     refused = settings.may_read(req.s3.bucket, req.s3.key, by_api=True)
     if refused is not None:
         raise refused

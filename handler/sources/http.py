@@ -40,6 +40,18 @@ def matches(event: Any) -> bool:
     return "elb" in event["requestContext"] or "resource" in event or "version" in event
 
 
+def authenticated_by(event: dict[str, Any]) -> str | None:
+    """How AWS authenticated the caller of an HTTP event: ``"iam"`` (SigV4: an HTTP API route with IAM
+    authorization, or a function URL with AuthType AWS_IAM) or ``"jwt"`` (an HTTP API JWT authorizer); None for an
+    anonymous request. Only payload 2.0 (HTTP API, function URL) carries these, and only AWS writes them: the
+    ``requestContext`` is the gateway's, never the caller's, and nothing in the headers or body is read."""
+    context = event.get("requestContext")
+    authorizer = context.get("authorizer") if isinstance(context, dict) else None
+    if event.get("version") != "2.0" or not isinstance(authorizer, dict):
+        return None
+    return next((kind for kind in ("iam", "jwt") if isinstance(authorizer.get(kind), dict) and authorizer[kind]), None)
+
+
 @lru_cache(maxsize=1)
 def app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     """The FastAPI app around the container's estimator and store, made once, on first use."""

@@ -55,6 +55,7 @@ __all__ = [
     "jpeg_claiming",
     "list_keys",
     "load_event",
+    "local_client",
     "multipart",
     "png_claiming",
     "read_glb_points",
@@ -88,12 +89,35 @@ class Answer:
 
 
 def call(
-    handler, context, kind: str, method: str, path: str, body=None, content_type: str | None = None, query: str = ""
+    handler,
+    context,
+    kind: str,
+    method: str,
+    path: str,
+    body=None,
+    content_type: str | None = None,
+    query: str = "",
+    *,
+    caller: str | None = None,
 ) -> Answer:
-    """``handler`` (the Lambda entry) on an API event of ``kind`` (:data:`API_KINDS`), its answer unpacked."""
-    response = handler(api_event(kind, method, path, body, content_type, query), context)
+    """``handler`` (the Lambda entry) on an API event of ``kind`` (:data:`API_KINDS`) from ``caller`` (see
+    ``api_event``), its answer unpacked."""
+    response = handler(api_event(kind, method, path, body, content_type, query, caller=caller), context)
     headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
     return Answer(response["statusCode"], headers, response_body(response))
+
+
+def local_client(estimator, store, **kwargs):
+    """A TestClient of the app as `make serve` serves it to its user: TRUST_LOOPBACK_CALLERS set and every request
+    from 127.0.0.1, so an authenticated caller, whose S3 references are read (docs/api.md#authentication)."""
+    from fastapi.testclient import TestClient
+
+    from handler.app import create_app
+    from handler.estimator import DepthEstimator
+
+    settings = estimator.settings.model_copy(update={"trust_loopback_callers": True})
+    app = create_app(DepthEstimator(settings, estimator.model), store)
+    return TestClient(app, client=("127.0.0.1", 50000), **kwargs)
 
 
 def assert_clean_error(answer: Answer, status: int, code: str, *words: str) -> dict:
