@@ -80,12 +80,23 @@ class GeometryRequest(BaseModel):
         return geometry.Options(max_points=self.max_points or default, **fields)
 
 
+def _depth_request_schema(schema: dict[str, Any]) -> None:
+    """What the model's validators enforce, said in its JSON schema: exactly one of ``image`` / ``s3`` (one branch
+    of ``oneOf`` each, so giving both or neither matches none or two), and ``s3`` also as an ``s3://`` URI."""
+    schema["oneOf"] = [
+        {"required": ["image"], "properties": {"image": {"type": "string"}}},
+        {"required": ["s3"], "properties": {"s3": {"not": {"type": "null"}}}},
+    ]
+    schema["properties"]["s3"]["anyOf"].insert(1, {"type": "string", "pattern": "^s3://[^/]+/.+$"})  # as _S3_URI
+    schema["examples"] = [{"image": "<base64 JPEG>"}, {"s3": "s3://my-input-bucket/uploads/a.jpg"}]
+
+
 class DepthRequest(BaseModel):
     """JSON body of POST /depth: exactly one of ``image`` or ``s3``."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"image": "<base64 JPEG>"}, {"s3": "s3://my-input-bucket/uploads/a.jpg"}]},
+        json_schema_extra=lambda schema, _: _depth_request_schema(schema),
     )
 
     image: str | None = Field(None, description="base64 image bytes, or a data:image/...;base64, URL")
@@ -111,7 +122,7 @@ class DepthRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> DepthRequest:
+    def _exactly_one_source(self) -> DepthRequest:  # said in the schema too: _depth_request_schema
         if (self.image is None) == (self.s3 is None):
             raise ValueError("give exactly one of 'image' (base64) or 's3' (object reference)")
         if self.geometry is not None and self.point_cloud is None:
