@@ -22,6 +22,8 @@ Colormap = Literal["inferno", "magma", "plasma", "viridis", "turbo", "gray"]
 # API Gateway caps request payloads at 10 MB and Lambda caps synchronous responses at 6 MB; base64 adds a third.
 API_GATEWAY_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 LAMBDA_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+# The most points a deployment may allow one request (MAX_REQUEST_POINTS), and what the API's schema says.
+MAX_POINTS_CEILING = 2_000_000
 
 MODEL_DIR_ENV = "MODEL_DIR"
 DEFAULT_OUTPUT_PREFIX = "depth/"
@@ -62,6 +64,15 @@ class Settings(BaseModel):
         16_777_216, gt=0, description="largest decoded image on the HTTP API (4096 x 4096); capped by max_image_pixels"
     )
     max_json_bytes: int = Field(API_GATEWAY_MAX_REQUEST_BYTES, gt=0, description="largest JSON request body")
+    # What one API request may make and store: without them a small request (a flat 4096 x 4096 PNG compresses to
+    # a few tens of KB) could have a 2 000 000-point mesh written, three orders of magnitude more than it sent.
+    max_request_points: int = Field(
+        500_000, ge=1, le=MAX_POINTS_CEILING, description="largest point budget (geometry.max_points) of a request"
+    )
+    max_request_faces: int = Field(1_000_000, ge=0, description="most mesh triangles one request may make")
+    max_result_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="most bytes one request's renderings may take (heatmap, depth, cloud)"
+    )
     presigned_url_ttl: int = Field(3600, ge=1, le=7 * 24 * 3600, description="seconds a depth_map_url is valid")
     default_colormap: Colormap = "inferno"
     png_compression: int = Field(

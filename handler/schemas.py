@@ -12,12 +12,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from handler import geometry
-from handler.config import Colormap
+from handler.config import MAX_POINTS_CEILING, Colormap
+from handler.errors import ValidationFailed
 
 # Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside a
 # heatmap within Lambda's 6 MB response (200 000 points: 3 MB PLY, 3.2 MB GLB); more always goes to S3.
 INLINE_MAX_POINTS = 200_000
-MAX_POINTS = 2_000_000
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
 
 
@@ -48,9 +48,10 @@ class GeometryRequest(BaseModel):
     max_points: int | None = Field(
         None,
         ge=1,
-        le=MAX_POINTS,
+        le=MAX_POINTS_CEILING,
         description=f"point budget, by an even pixel stride (default {geometry.DEFAULT_MAX_POINTS}, "
-        f"{INLINE_MAX_POINTS} when the cloud is returned inline only)",
+        f"{INLINE_MAX_POINTS} when the cloud is returned inline only; at most the deployment's "
+        "MAX_REQUEST_POINTS, see /health)",
     )
     near: float = Field(geometry.DEFAULT_NEAR, ge=1e-6, le=1e6, description="depth of the nearest pixel (scene units)")
     far: float = Field(geometry.DEFAULT_FAR, ge=1e-6, le=1e6, description="depth of the farthest pixel (scene units)")
@@ -74,8 +75,15 @@ class GeometryRequest(BaseModel):
             raise ValueError("near must be less than far")
         return self
 
-    def options(self, inline_only: bool) -> geometry.Options:
-        default = INLINE_MAX_POINTS if inline_only else geometry.DEFAULT_MAX_POINTS
+    def options(self, inline_only: bool, max_points: int) -> geometry.Options:
+        """The geometry options; ``max_points`` is the deployment's bound (MAX_REQUEST_POINTS): a budget over it
+        is refused (422), the defaults are lowered to it."""
+        if self.max_points is not None and self.max_points > max_points:
+            raise ValidationFailed(
+                f"geometry.max_points is {self.max_points}; one request may ask for at most {max_points} points "
+                "(MAX_REQUEST_POINTS)"
+            )
+        default = min(INLINE_MAX_POINTS if inline_only else geometry.DEFAULT_MAX_POINTS, max_points)
         fields = self.model_dump(exclude={"max_points"})
         return geometry.Options(max_points=self.max_points or default, **fields)
 

@@ -158,7 +158,7 @@ def test_api_writes_the_point_cloud_to_s3_with_the_heatmaps_metadata(client, s3,
 
 def test_api_point_cloud_too_large_inline_is_413_and_s3_only_with_both(client, inline_client):
     big = base64.b64encode(encode(scene(2000, 1500, seed=4), "JPEG", quality=80)).decode()
-    body = {"image": big, "point_cloud": "ply", "geometry": {"max_points": 2_000_000}}
+    body = {"image": big, "point_cloud": "ply", "geometry": {"max_points": 500_000}}  # MAX_REQUEST_POINTS
     refused = inline_client.post("/depth", json=body)
     assert refused.status_code == 413 and "max_points" in refused.json()["message"]
     # the default inline budget fits
@@ -166,7 +166,7 @@ def test_api_point_cloud_too_large_inline_is_413_and_s3_only_with_both(client, i
     assert fits["point_cloud"]["points"] <= 200_000 and fits["point_cloud"]["stride"] == 4
     both = client.post("/depth", json={**body, "output": "both"}).json()
     assert "point_cloud_base64" not in both and both["point_cloud_s3"]["key"].endswith(".ply")
-    assert both["point_cloud"]["points"] == 1000 * 750 and "heatmap_png_base64" in both
+    assert both["point_cloud"]["points"] == 667 * 500 and "heatmap_png_base64" in both  # stride 3
 
 
 @pytest.mark.parametrize(

@@ -161,10 +161,11 @@ async def _render_request(
     output = req.output or ("both" if settings.output_bucket else "inline")
     if output != "inline" and not settings.output_bucket:
         raise OutputNotConfigured(f"output '{output}' needs an output bucket; this deployment has none")
-    data, source = await _image(request, req, settings=settings, store=store, authentication=authentication)
-    points = None
+    points = None  # before the image: a refused budget costs no read and no decode
     if req.point_cloud is not None:
-        points = PointCloudAsk(req.point_cloud, (req.geometry or GeometryRequest()).options(output == "inline"))
+        options = (req.geometry or GeometryRequest()).options(output == "inline", settings.max_request_points)
+        points = PointCloudAsk(req.point_cloud, options)
+    data, source = await _image(request, req, settings=settings, store=store, authentication=authentication)
     cmap = req.colormap or colormap or settings.default_colormap
     return RenderRequest(data, source, output, cmap, with_depth=req.include_depth, points=points)
 

@@ -38,6 +38,9 @@ def health(request: Request, estimator: Estimator) -> dict[str, Any]:
             "max_http_image_pixels": settings.http_max_pixels,
             "max_json_bytes": settings.max_json_bytes,
             "max_response_bytes": LAMBDA_MAX_RESPONSE_BYTES,
+            "max_request_points": settings.max_request_points,
+            "max_request_faces": settings.max_request_faces,
+            "max_result_bytes": settings.max_result_bytes,
         },
     }
     if settings.health_details:

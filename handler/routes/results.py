@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from handler import geometry, s3_outputs
-from handler.config import LAMBDA_MAX_RESPONSE_BYTES
+from handler.config import LAMBDA_MAX_RESPONSE_BYTES, Settings
 from handler.errors import PayloadTooLarge, TooManyPixels
 from handler.estimator import DepthEstimator, DepthResult
 from handler.logs import logger
@@ -103,9 +103,27 @@ def respond(estimator: DepthEstimator, store: S3Store, request: RenderRequest) -
     )
 
 
+def check_result_bounds(settings: Settings, files: dict[str, bytes], cloud: PointCloudInfo | None) -> None:
+    """413 when one request's renderings exceed what a request may make (MAX_REQUEST_FACES mesh triangles,
+    MAX_RESULT_BYTES in all): checked before anything is returned or written."""
+    hint = 'ask for fewer points ("geometry": {"max_points": ...}), no mesh, or send a smaller image'
+    if cloud is not None and cloud.faces is not None and cloud.faces > settings.max_request_faces:
+        raise PayloadTooLarge(
+            f"the mesh has {cloud.faces} triangles; one request may make at most {settings.max_request_faces} "
+            f"(MAX_REQUEST_FACES); {hint}"
+        )
+    size = sum(len(body) for body in files.values())
+    if size > settings.max_result_bytes:
+        raise PayloadTooLarge(
+            f"the results are {size} bytes; one request may make at most {settings.max_result_bytes} bytes "
+            f"(MAX_RESULT_BYTES); {hint}"
+        )
+
+
 def _place(estimator: DepthEstimator, store: S3Store, *, result: DepthResult, request: RenderRequest) -> dict[str, Any]:
     """Render and put the result where it was asked for; returns the fields of a DepthResponse."""
     files, fields = _render(estimator, result, request)
+    check_result_bounds(estimator.settings, files, fields.get("point_cloud"))
     if request.output in ("inline", "both"):
         fields |= _inline(files, request, fields.get("point_cloud"))
     if request.output in ("s3", "both"):
