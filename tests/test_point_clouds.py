@@ -88,10 +88,10 @@ def test_cli_writes_ply_and_glb_with_the_same_points(tmp_path, baked_model_dir, 
     out = tmp_path / "out"
     done = run_cli(tmp_path, photo, out, baked_model_dir, "--ply", "--glb")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["photo.glb", "photo.pfm", "photo.ply", "photo.png"]
-    assert f"{out / 'photo.ply'}, {out / 'photo.glb'} (320x240" in done.stdout
-    same_points(read_ply_points((out / "photo.ply").read_bytes()), expected, exact=False)
-    same_points(read_glb_points((out / "photo.glb").read_bytes()), expected, exact=False)
+    assert sorted(p.name for p in out.iterdir()) == ["photo.jpg.glb", "photo.jpg.pfm", "photo.jpg.ply", "photo.jpg.png"]
+    assert f"{out / 'photo.jpg.ply'}, {out / 'photo.jpg.glb'} (320x240" in done.stdout
+    same_points(read_ply_points((out / "photo.jpg.ply").read_bytes()), expected, exact=False)
+    same_points(read_glb_points((out / "photo.jpg.glb").read_bytes()), expected, exact=False)
 
 
 def test_cli_geometry_options_and_refusals(tmp_path, baked_model_dir, photo):
@@ -100,7 +100,7 @@ def test_cli_geometry_options_and_refusals(tmp_path, baked_model_dir, photo):
     args += ["--model-dir", str(baked_model_dir), "--ply"]
     done = subprocess.run([*args, "--max-points", "5000", "--near", "2", "--far", "4"], capture_output=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    positions, _ = read_ply_points((tmp_path / "o" / "p.ply").read_bytes())
+    positions, _ = read_ply_points((tmp_path / "o" / "p.jpg.ply").read_bytes())
     assert len(positions) == 80 * 60  # stride 4
     assert -positions[:, 2].max() == pytest.approx(2.0, rel=1e-5) and -positions[:, 2].min() == pytest.approx(4.0)
     for bad in (["--near", "5", "--far", "4"], ["--max-points", "0"], ["--fov", "-3"]):
@@ -235,7 +235,7 @@ def test_api_and_cli_mesh_over_the_same_points(inline_client, tmp_path, baked_mo
 
     done = run_cli(tmp_path, photo, tmp_path / "o", baked_model_dir, "--glb", "--mesh")
     assert done.returncode == 0, done.stderr
-    glb = (tmp_path / "o" / "photo.glb").read_bytes()
+    glb = (tmp_path / "o" / "photo.jpg.glb").read_bytes()
     gltf = GLTF2.load_from_bytes(glb)
     assert gltf.meshes[0].primitives[0].mode == TRIANGLES
     assert gltf.accessors[gltf.meshes[0].primitives[0].indices].count == 3 * 2 * 319 * 239
