@@ -156,12 +156,14 @@ def _predict(
     """Write one image's ``files`` (rendering -> path); returns the line that reports them."""
     formats = _formats(args)
     result = estimator.estimate(path.read_bytes(), max_points=options.max_points if formats else None)
-    files["heatmap"].write_bytes(estimator.heatmap_png(result, args.colormap))
-    files["pfm"].write_bytes(estimator.depth_pfm(result))
+    # every file made before any is written: a refused point cloud leaves no half of an image's outputs behind
+    contents = {"heatmap": estimator.heatmap_png(result, args.colormap), "pfm": estimator.depth_pfm(result)}
     if args.png16:
-        files["depth_png16"].write_bytes(estimator.depth_png16(result))
+        contents["depth_png16"] = estimator.depth_png16(result)
     for fmt in formats:
-        files[fmt].write_bytes(estimator.point_cloud(result, fmt, options)[0])
+        contents[fmt] = estimator.point_cloud(result, fmt, options)[0]
+    for rendering, file in files.items():
+        file.write_bytes(contents[rendering])
     written = ", ".join(str(file) for file in files.values())
     return f"{path} -> {written} ({result.width}x{result.height}, {1000 * result.total_seconds:.0f} ms)"
 

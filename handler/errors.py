@@ -45,6 +45,12 @@ class ValidationFailed(DepthError):
     status_code, code = 422, "validation_error"
 
 
+class EmptyGeometry(DepthError):
+    """A point cloud without points or a mesh without triangles: no valid glTF holds one, so none is written."""
+
+    status_code, code = 422, "empty_point_cloud"
+
+
 class AuthenticationRequired(DepthError):
     status_code, code = 403, "authentication_required"
 

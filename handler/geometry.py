@@ -251,19 +251,31 @@ def back_project(
     finite = np.isfinite(positions).all(axis=1)  # extreme intrinsics can overflow float32: such points are dropped
     if not finite.all():
         positions, rows, cols = positions[finite], rows[finite], cols[finite]
-    faces = grid_faces(rows, cols, depth.shape) if options.mesh else None
-    return PointCloud(positions, np.ascontiguousarray(colors[rows, cols], dtype=np.uint8), cam, stride, faces)
+    colours = np.ascontiguousarray(colors[rows, cols], dtype=np.uint8)
+    if not options.mesh:
+        return PointCloud(positions, colours, cam, stride)
+    faces = grid_faces(rows, cols, depth, options.edge_threshold)
+    # a mesh file holds only the vertices of its triangles (a point of no triangle is no part of the surface)
+    used, faces = np.unique(faces, return_inverse=True)
+    faces = faces.reshape(-1, 3).astype(np.uint32)
+    return PointCloud(positions[used], colours[used], cam, stride, faces)
 
 
-def grid_faces(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def grid_faces(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """Two triangles per grid cell whose four corners are all points (``rows``/``cols``: each point's grid cell, in
-    point order), counter-clockwise as seen from the camera (glTF's front faces). Dropped points (edges, invalid
-    depth) leave holes rather than stretched triangles."""
-    index = np.full(shape, -1, np.int64)
+    point order; ``depth``: the grid's depth), counter-clockwise as seen from the camera (glTF's front faces). Dropped
+    points (edges, invalid depth) leave holes rather than stretched triangles; with a ``threshold`` the cell's
+    diagonal (top-right to bottom-left, shared by both triangles) obeys the same relative cut as the edges, which
+    :func:`edge_mask` has checked already."""
+    index = np.full(depth.shape, -1, np.int64)
     index[rows, cols] = np.arange(rows.size)
     a, b = index[:-1, :-1], index[:-1, 1:]  # top-left, top-right
     c, d = index[1:, :-1], index[1:, 1:]  # bottom-left, bottom-right
     whole = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
+    if threshold is not None:
+        top_right, bottom_left = depth[:-1, 1:], depth[1:, :-1]
+        with np.errstate(invalid="ignore"):
+            whole &= ~(np.abs(top_right - bottom_left) > threshold * np.minimum(top_right, bottom_left))
     a, b, c, d = a[whole], b[whole], c[whole], d[whole]
     faces = np.empty((2 * a.size, 3), np.uint32)
     faces[0::2] = np.stack([a, c, b], axis=1)  # y points up, so image-down is counter-clockwise from a to c to b

@@ -16,6 +16,7 @@ import struct
 
 import numpy as np
 
+from handler.errors import EmptyGeometry
 from handler.geometry import PointCloud
 
 FORMATS = {"ply": (".ply", "application/x-ply"), "glb": (".glb", "model/gltf-binary")}
@@ -38,9 +39,26 @@ def encode(cloud: PointCloud, fmt: str) -> bytes:
     raise ValueError(f"unknown point-cloud format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
+def _refuse_empty(cloud: PointCloud) -> None:
+    """A cloud without points or a mesh without triangles is refused (:class:`EmptyGeometry`) in either format: glTF
+    has no valid file for them (an accessor counts at least one element), and the same cloud gets the same answer
+    whatever the format."""
+    if cloud.faces is not None and len(cloud.faces) == 0:
+        raise EmptyGeometry(
+            "the mesh has no triangles: a triangle needs a 2 x 2 block of kept grid points (a larger point "
+            "budget, max_points, or a looser edge threshold)"
+        )
+    if len(cloud) == 0:
+        raise EmptyGeometry(
+            "no point is left to write: every pixel's depth was dropped (not positive and finite with this "
+            "scale/shift, or cut by the edge threshold)"
+        )
+
+
 def ply_bytes(
     cloud: PointCloud, comment: str = "MiDaS_small relative depth; units are scene units, not metres"
 ) -> bytes:
+    _refuse_empty(cloud)
     n = len(cloud)
     vertices = np.empty(n, _PLY_VERTEX)
     vertices["x"], vertices["y"], vertices["z"] = cloud.positions.T
@@ -67,6 +85,7 @@ def _pad(data: bytes, fill: bytes) -> bytes:
 
 
 def glb_bytes(cloud: PointCloud) -> bytes:
+    _refuse_empty(cloud)
     n = len(cloud)
     positions = np.ascontiguousarray(cloud.positions, dtype="<f4")
     colors = np.empty((n, 4), np.uint8)
@@ -75,8 +94,7 @@ def glb_bytes(cloud: PointCloud) -> bytes:
     pos_bytes, col_bytes = positions.tobytes(), colors.tobytes()  # both multiples of 4 bytes
     index_bytes = b"" if cloud.faces is None else np.ascontiguousarray(cloud.faces, dtype="<u4").tobytes()
     binary = pos_bytes + col_bytes + index_bytes
-    lo = positions.min(axis=0).tolist() if n else [0.0, 0.0, 0.0]
-    hi = positions.max(axis=0).tolist() if n else [0.0, 0.0, 0.0]
+    lo, hi = positions.min(axis=0).tolist(), positions.max(axis=0).tolist()
     primitive = {"attributes": {"POSITION": 0, "COLOR_0": 1}, "mode": _POINTS}
     gltf = {
         "asset": {"version": "2.0", "generator": "midas-lambda handler.pointcloud"},
@@ -115,7 +133,7 @@ def glb_bytes(cloud: PointCloud) -> bytes:
             }
         )
         count = int(cloud.faces.size)
-        bounds = [int(cloud.faces.min()), int(cloud.faces.max())] if count else [0, 0]
+        bounds = [int(cloud.faces.min()), int(cloud.faces.max())]
         gltf["accessors"].append(
             {
                 "bufferView": 2,
