@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bake import BakeError
-from handler.contract import sha256_file
+from handler.contract import TEST_WEIGHTS_KEY, sha256_file
 
 _CHUNK = 1 << 20
 # Appended to every failed download: what to do without network access (one line, like every bake error).
@@ -115,6 +115,12 @@ def verify_digest(path: Path, expected: str | None) -> str:
 
 def load_state_dict(path: Path) -> Mapping[str, object]:
     """Load an official-format checkpoint: a plain state dict, or ``{"model": state_dict, ...}``."""
+    return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path: Path) -> tuple[Mapping[str, object], str | None]:
+    """The checkpoint's state dict, and what its test-weights marker says (None for real weights): see
+    :data:`handler.contract.TEST_WEIGHTS_KEY`, written by bake/random_checkpoint.py."""
     import torch
 
     try:
@@ -122,11 +128,15 @@ def load_state_dict(path: Path) -> Mapping[str, object]:
     except Exception as exc:  # torch raises many types for garbage (UnpicklingError, RuntimeError, EOFError…)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BakeError(f"not a PyTorch checkpoint: {path} ({first[:160]})") from None
+    marker = None
+    if isinstance(obj, Mapping):
+        obj = dict(obj)
+        marker = obj.pop(TEST_WEIGHTS_KEY, None)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise BakeError(f"not a MiDaS checkpoint: {path} holds no state dict of tensors")
-    return obj
+    return obj, (str(marker) if marker is not None else None)
 
 
 def _first(items: list[str], n: int = 5) -> str:

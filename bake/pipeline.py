@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from bake import BakeError
-from bake.checkpoint import build_model, load_state_dict, recorded_source, verify_digest
+from bake.checkpoint import build_model, load_checkpoint, recorded_source, verify_digest
 from bake.onnx_export import OPSET, export_onnx, verify_parity, write_optimized
 from handler import contract
 from handler.contract import sha256_file
@@ -62,7 +62,8 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
         expected_sha256: when given, the bake fails unless the checkpoint has this digest.
     """
     checkpoint_sha256 = verify_digest(checkpoint, expected_sha256)
-    model = build_model(load_state_dict(checkpoint))
+    state, test_weights = load_checkpoint(checkpoint)
+    model = build_model(state)
     staging = _make_staging_dir(output)
     try:
         onnx_path = staging / contract.ONNX_FILE
@@ -85,6 +86,8 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
             "parity": parity,
             "optimized": write_optimized(onnx_path, staging),
         }
+        if test_weights is not None:  # what the checkpoint says it is, never guessed from its name
+            manifest |= {"test_weights": True, "test_weights_reason": test_weights}
         try:
             (staging / contract.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         except OSError as exc:

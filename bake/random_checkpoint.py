@@ -11,6 +11,8 @@ import json
 import math
 from pathlib import Path
 
+from handler.contract import TEST_WEIGHTS_KEY
+
 KEYS_FILE = Path(__file__).with_name("midas_v21_small_256.keys.json")
 
 
@@ -43,9 +45,12 @@ def make_state_dict(seed: int = 0) -> dict:
 
 
 def write_checkpoint(path: Path, seed: int = 0, wrapped: bool = False) -> Path:
-    """Save like upstream: a plain state dict, or ``{"model": ..., "optimizer": ...}`` when ``wrapped``."""
+    """Save like upstream: a plain state dict, or ``{"model": ..., "optimizer": ...}`` when ``wrapped``; either
+    with the test-weights marker (:data:`handler.contract.TEST_WEIGHTS_KEY`) beside the tensors, which the bake
+    records in the manifest (the file's name says nothing: it may be renamed to the official one)."""
     import torch
 
     state = make_state_dict(seed)
-    torch.save({"model": state, "optimizer": {}} if wrapped else state, path)
+    marker = {TEST_WEIGHTS_KEY: f"random weights from bake/random_checkpoint.py (seed {seed})"}
+    torch.save({"model": state, "optimizer": {}, **marker} if wrapped else {**state, **marker}, path)
     return path

@@ -121,6 +121,9 @@ def _ready(args: argparse.Namespace) -> DepthEstimator | None:
     except ModelUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+    if estimator.model.manifest.test_weights:
+        reason = estimator.model.manifest.data.get("test_weights_reason", "")
+        print(f"warning: {estimator.model.manifest.test_weights} ({reason})", file=sys.stderr)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

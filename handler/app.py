@@ -43,6 +43,30 @@ class StagePrefix:
         await self.app(scope, receive, send)
 
 
+MODEL_WARNING_HEADER = "x-model-warning"
+_DEPTH_PATHS = ("/depth", "/predict")
+
+
+class ModelWarning:
+    """ASGI middleware: every answer of the depth routes carries ``warning`` (a model baked from test weights says
+    so where a client looks, not only in /health)."""
+
+    def __init__(self, app: Any, warning: str) -> None:
+        self.app, self.header = app, (MODEL_WARNING_HEADER.encode(), warning.encode())
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].rstrip("/").endswith(_DEPTH_PATHS):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_warning(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_warning)
+
+
 def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     """The FastAPI app around one estimator and one S3 store (the container's, or a test's)."""
     app = FastAPI(
@@ -63,6 +87,8 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     app.state.started_at = time.time()
     _register_error_handlers(app)
     app.add_middleware(StagePrefix)
+    if estimator.model.manifest.test_weights:
+        app.add_middleware(ModelWarning, warning=estimator.model.manifest.test_weights)
     app.add_middleware(SecurityHeaders)  # added last: the outermost, so that error responses get them too
 
     def openapi() -> dict[str, Any]:

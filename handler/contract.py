@@ -52,6 +52,11 @@ VECTOR_FEATURES = frozenset(
     }
 )
 MANIFEST_FILE = "manifest.json"
+# Test weights (bake/random_checkpoint.py) carry this key in the checkpoint, its value saying what they are; the bake
+# records it in the manifest (``test_weights``, ``test_weights_reason``), and everything a person reads of a model
+# baked from them says TEST_WEIGHTS_WARNING: random blobs must not pass for a broken product.
+TEST_WEIGHTS_KEY = "midas_lambda_test_weights"
+TEST_WEIGHTS_WARNING = "test weights: the depth is meaningless"
 # Where the image puts the baked model (layer/Dockerfile), and so the function's default MODEL_DIR.
 IMAGE_MODEL_DIR = "/opt/ml/model"
 INPUT_NAME = "image"

@@ -111,6 +111,11 @@ class Manifest:
     def version(self) -> str:
         return f"{self.data['model']}@{self.data['onnx_sha256'][:12]}"
 
+    @property
+    def test_weights(self) -> str | None:
+        """:data:`contract.TEST_WEIGHTS_WARNING` for a model baked from test weights, else None."""
+        return contract.TEST_WEIGHTS_WARNING if self.data.get("test_weights") is True else None
+
 
 def _verified_session(
     files: dict[Path, str], threads: int, spinning: bool, pre_optimized: bool = False

@@ -43,6 +43,8 @@ def health(request: Request, estimator: Estimator) -> dict[str, Any]:
             "max_result_bytes": settings.max_result_bytes,
         },
     }
+    if model.manifest.test_weights:
+        body |= {"test_weights": True, "warning": model.manifest.test_weights}
     if settings.health_details:
         body["versions"] = versions(manifest)
     return body

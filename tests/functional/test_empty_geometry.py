@@ -28,7 +28,7 @@ def test_cli_refuses_a_mesh_without_triangles_and_writes_nothing_of_that_image(t
     command += ["--glb", "--mesh", "--max-points", "1", "--model-dir", str(baked_model_dir)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert done.stderr.startswith(f"error: {tmp_path / 'p.jpg'}: the mesh has no triangles"), done.stderr
+    assert f"error: {tmp_path / 'p.jpg'}: the mesh has no triangles" in done.stderr
     assert list(out.iterdir()) == []
 
 
