@@ -7,6 +7,8 @@
   aligned, so VEC3 bytes would need padding anyway), 16 bytes a point; a mesh is the same primitive in TRIANGLES
   mode (4) with unsigned int indices (12 bytes a triangle). Chunks padded to 4 bytes (JSON with spaces, BIN with
   zeros) as the format requires.
+
+Both state the frame and the units (:data:`FRAME`, :data:`UNITS`): PLY header comments, the GLB's ``asset.extras``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ _FLOAT, _UNSIGNED_BYTE, _UNSIGNED_INT = 5126, 5121, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _POINTS, _TRIANGLES = 0, 4
 _PLY_FACE = np.dtype([("n", "u1"), ("vertex_indices", "<i4", (3,))])
+# Written into every file (PLY header comments, the GLB's asset.extras): a reader cannot guess them.
+FRAME = "x right, y up, camera at the origin looking down -z (the glTF / OpenGL camera frame)"
+UNITS = "relative: MiDaS_small relative depth mapped to scene units, not metres"
 
 
 def encode(cloud: PointCloud, fmt: str) -> bytes:
@@ -55,9 +60,7 @@ def _refuse_empty(cloud: PointCloud) -> None:
         )
 
 
-def ply_bytes(
-    cloud: PointCloud, comment: str = "MiDaS_small relative depth; units are scene units, not metres"
-) -> bytes:
+def ply_bytes(cloud: PointCloud) -> bytes:
     _refuse_empty(cloud)
     n = len(cloud)
     vertices = np.empty(n, _PLY_VERTEX)
@@ -65,7 +68,7 @@ def ply_bytes(
     vertices["red"], vertices["green"], vertices["blue"] = cloud.colors.T
     header = (
         "ply\nformat binary_little_endian 1.0\n"
-        f"comment {comment}\n"
+        f"comment frame: {FRAME}\ncomment units: {UNITS}\n"
         f"element vertex {n}\n"
         "property float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\n"
@@ -97,7 +100,11 @@ def glb_bytes(cloud: PointCloud) -> bytes:
     lo, hi = positions.min(axis=0).tolist(), positions.max(axis=0).tolist()
     primitive = {"attributes": {"POSITION": 0, "COLOR_0": 1}, "mode": _POINTS}
     gltf = {
-        "asset": {"version": "2.0", "generator": "midas-lambda handler.pointcloud"},
+        "asset": {
+            "version": "2.0",
+            "generator": "midas-lambda handler.pointcloud",
+            "extras": {"frame": FRAME, "units": UNITS},
+        },
         "scene": 0,
         "scenes": [{"nodes": [0]}],
         "nodes": [{"mesh": 0, "name": "point cloud"}],
