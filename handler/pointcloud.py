@@ -3,8 +3,11 @@
 - PLY: ``binary_little_endian 1.0``, one ``vertex`` element with ``float x, y, z`` and ``uchar red, green, blue``
   (15 bytes a point); for a mesh also a ``face`` element, ``list uchar int vertex_indices`` (13 bytes a triangle).
 - GLB: glTF 2.0, one mesh primitive in POINTS mode (``mode`` 0) with ``POSITION`` (float32 VEC3, with the min/max
-  glTF requires) and ``COLOR_0`` (normalized unsigned byte VEC4, alpha 255: vertex attributes must be 4-byte
-  aligned, so VEC3 bytes would need padding anyway), 16 bytes a point; a mesh is the same primitive in TRIANGLES
+  glTF requires) and ``COLOR_0`` (normalized unsigned short VEC4, alpha 65535: vertex attributes must be 4-byte
+  aligned, so VEC3 would need padding anyway), 20 bytes a point. glTF defines ``COLOR_0`` as *linear*: the photo's
+  sRGB values go through the exact sRGB transfer function, in 16 bits so that dark tones keep every level apart
+  (8-bit linear would merge the darkest sRGB levels). The PLY keeps the photo's sRGB bytes: PLY viewers show
+  ``uchar red, green, blue`` as they are. a mesh is the same primitive in TRIANGLES
   mode (4) with unsigned int indices (12 bytes a triangle). Chunks padded to 4 bytes (JSON with spaces, BIN with
   zeros) as the format requires.
 
@@ -26,11 +29,16 @@ FORMATS = {"ply": (".ply", "application/x-ply"), "glb": (".glb", "model/gltf-bin
 _PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 _GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # "glTF"
 _CHUNK_JSON, _CHUNK_BIN = 0x4E4F534A, 0x004E4942  # "JSON", "BIN\0"
-_FLOAT, _UNSIGNED_BYTE, _UNSIGNED_INT = 5126, 5121, 5125
+_FLOAT, _UNSIGNED_SHORT, _UNSIGNED_INT = 5126, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _POINTS, _TRIANGLES = 0, 4
 _PLY_FACE = np.dtype([("n", "u1"), ("vertex_indices", "<i4", (3,))])
 # Written into every file (PLY header comments, the GLB's asset.extras): a reader cannot guess them.
+# sRGB level (0-255) → linear (IEC 61966-2-1's transfer function) as normalized unsigned short
+_SRGB = np.arange(256) / 255
+_LINEAR_U16 = np.round(np.where(_SRGB <= 0.04045, _SRGB / 12.92, ((_SRGB + 0.055) / 1.055) ** 2.4) * 65535).astype(
+    "<u2"
+)
 FRAME = "x right, y up, camera at the origin looking down -z (the glTF / OpenGL camera frame)"
 UNITS = "relative: MiDaS_small relative depth mapped to scene units, not metres"
 
@@ -91,9 +99,9 @@ def glb_bytes(cloud: PointCloud) -> bytes:
     _refuse_empty(cloud)
     n = len(cloud)
     positions = np.ascontiguousarray(cloud.positions, dtype="<f4")
-    colors = np.empty((n, 4), np.uint8)
-    colors[:, :3] = cloud.colors
-    colors[:, 3] = 255
+    colors = np.empty((n, 4), "<u2")
+    colors[:, :3] = _LINEAR_U16[cloud.colors]
+    colors[:, 3] = 65535
     pos_bytes, col_bytes = positions.tobytes(), colors.tobytes()  # both multiples of 4 bytes
     index_bytes = b"" if cloud.faces is None else np.ascontiguousarray(cloud.faces, dtype="<u4").tobytes()
     binary = pos_bytes + col_bytes + index_bytes
@@ -116,7 +124,7 @@ def glb_bytes(cloud: PointCloud) -> bytes:
         ],
         "accessors": [
             {"bufferView": 0, "componentType": _FLOAT, "count": n, "type": "VEC3", "min": lo, "max": hi},
-            {"bufferView": 1, "componentType": _UNSIGNED_BYTE, "normalized": True, "count": n, "type": "VEC4"},
+            {"bufferView": 1, "componentType": _UNSIGNED_SHORT, "normalized": True, "count": n, "type": "VEC4"},
         ],
     }
     if cloud.faces is not None:

@@ -16,7 +16,7 @@ from handler.config import MAX_POINTS_CEILING, Colormap
 from handler.errors import ValidationFailed
 
 # Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside a
-# heatmap within Lambda's 6 MB response (200 000 points: 3 MB PLY, 3.2 MB GLB); more always goes to S3.
+# heatmap within Lambda's 6 MB response (200 000 points: 3 MB PLY, 4 MB GLB); more always goes to S3.
 INLINE_MAX_POINTS = 200_000
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
 

@@ -19,6 +19,7 @@ from handler import geometry, imaging, pointcloud
 from handler.errors import EmptyGeometry
 from handler.geometry import Options
 from support import read_glb_points, read_ply_points
+from support.readers import linear_to_srgb8
 
 W, H, F = 320, 240, 260.0  # image size and focal length in pixels of the synthetic camera
 PLANE_N, PLANE_D = np.array([0.0, 0.45, 0.89]) / np.linalg.norm([0.0, 0.45, 0.89]), -6.0  # n·X = d
@@ -243,21 +244,21 @@ def test_glb_reads_back_with_pygltflib(cloud):
     position, color = gltf.accessors[primitive.attributes.POSITION], gltf.accessors[primitive.attributes.COLOR_0]
     assert position.count == color.count == len(cloud)
     assert (position.type, position.componentType) == ("VEC3", 5126)
-    assert (color.type, color.componentType, color.normalized) == ("VEC4", 5121, True)
+    assert (color.type, color.componentType, color.normalized) == ("VEC4", 5123, True)
     np.testing.assert_array_equal(position.min, cloud.positions.min(0).tolist())
     np.testing.assert_array_equal(position.max, cloud.positions.max(0).tolist())
     binary = gltf.binary_blob()
-    assert gltf.buffers[0].byteLength == 16 * len(cloud) and len(binary) >= gltf.buffers[0].byteLength
-    for accessor, width in ((position, 12), (color, 4)):
+    assert gltf.buffers[0].byteLength == 20 * len(cloud) and len(binary) >= gltf.buffers[0].byteLength
+    for accessor, width in ((position, 12), (color, 8)):
         view = gltf.bufferViews[accessor.bufferView]
         assert view.byteLength == width * len(cloud) and view.byteOffset % 4 == 0
     view = gltf.bufferViews[position.bufferView]
     positions = np.frombuffer(binary, "<f4", 3 * len(cloud), view.byteOffset).reshape(-1, 3)
     np.testing.assert_array_equal(positions, cloud.positions)
     view = gltf.bufferViews[color.bufferView]
-    rgba = np.frombuffer(binary, np.uint8, 4 * len(cloud), view.byteOffset).reshape(-1, 4)
-    np.testing.assert_array_equal(rgba[:, :3], cloud.colors)
-    assert (rgba[:, 3] == 255).all()
+    rgba = np.frombuffer(binary, "<u2", 4 * len(cloud), view.byteOffset).reshape(-1, 4)
+    np.testing.assert_array_equal(linear_to_srgb8(rgba[:, :3] / 65535), cloud.colors)
+    assert (rgba[:, 3] == 65535).all()
     # the project's own readers agree
     for read, encoded in (
         (read_glb_points, data),
@@ -360,4 +361,4 @@ def test_mesh_files_read_back_with_plyfile_and_pygltflib():
     assert view.target == 34963 and view.byteLength == 4 * mesh.faces.size and view.byteOffset % 4 == 0
     stored = np.frombuffer(gltf.binary_blob(), "<u4", mesh.faces.size, view.byteOffset).reshape(-1, 3)
     np.testing.assert_array_equal(stored, mesh.faces)
-    assert gltf.buffers[0].byteLength == 16 * len(mesh) + 12 * len(mesh.faces)
+    assert gltf.buffers[0].byteLength == 20 * len(mesh) + 12 * len(mesh.faces)

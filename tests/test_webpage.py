@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from support import ROOT, encode, scene
-from support.browser import CHROMIUM, chromium, served
+from support.browser import CHROMIUM, canvas_pixels, chromium, served
 
 ARTIFACTS = ROOT / "artifacts"
 STAGE = "/Prod"
@@ -227,12 +227,6 @@ def test_response_too_large_offers_downscale_and_retry(page, base_url, tmp_path)
 # ------------------------------------------------------------------------------------------------ the 3D tab
 
 
-def canvas_pixels(page) -> np.ndarray:
-    """The 3D view's canvas as RGB (its WebGL drawing buffer is preserved, so toDataURL reads what is shown)."""
-    url = page.eval_on_selector("#cloud", "c => c.toDataURL('image/png')")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), np.float32)
-
-
 def frames(page) -> int:
     return int(page.get_attribute("#cloud", "data-frames") or 0)
 
@@ -255,7 +249,7 @@ def test_3d_tab_renders_the_point_cloud_turns_on_drag_and_resets(page, base_url,
     with page.expect_response(lambda r: r.url == base_url + "/depth") as answer:
         page.click("#tab3d")
     request = json.loads(answer.value.request.post_data)
-    assert request["point_cloud"] == "glb" and request["geometry"] == {"max_points": 150000}
+    assert request["point_cloud"] == "glb" and request["geometry"] == {"max_points": 120000}
     result = answer.value.json()
     assert result["point_cloud"]["stride"] == 2 and result["point_cloud"]["points"] == 320 * 240
     page.wait_for_function("() => document.getElementById('cloud').dataset.points")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 # Debian's chromium (apt), driven by Playwright; never `playwright install` (no browser downloads here).
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,6 +50,12 @@ def served(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(5)
         sock.close()
+
+
+def canvas_pixels(page) -> np.ndarray:
+    """The 3D view's canvas as RGB (its WebGL drawing buffer is preserved, so toDataURL reads what is shown)."""
+    url = page.eval_on_selector("#cloud", "c => c.toDataURL('image/png')")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), np.float32)
 
 
 @contextmanager

@@ -21,8 +21,16 @@ def read_pfm(data: bytes) -> np.ndarray:
     return np.flipud(np.frombuffer(body, dtype=dtype, count=width * height).reshape(height, width)).astype(np.float32)
 
 
+def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
+    """Linear values in [0, 1] → sRGB levels 0-255 (IEC 61966-2-1's encoding function, rounded)."""
+    linear = np.clip(np.asarray(linear, np.float64), 0, 1)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.round(encoded * 255).astype(np.uint8)
+
+
 def read_glb_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """A GLB's POSITION and COLOR_0 accessors: (positions float32 (N, 3), colours uint8 (N, 3))."""
+    """A GLB's POSITION and COLOR_0 accessors: (positions float32 (N, 3), colours as sRGB uint8 (N, 3)). glTF's
+    ``COLOR_0`` is linear (normalized unsigned short here): it is encoded back to sRGB levels, the photo's."""
     magic, _, total = struct.unpack_from("<III", data)
     if magic != _GLB_MAGIC or total != len(data):
         raise ValueError("not a GLB file")
@@ -33,8 +41,10 @@ def read_glb_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     pos, col = accessors[0], accessors[1]
     pos_view, col_view = views[pos["bufferView"]], views[col["bufferView"]]
     positions = np.frombuffer(binary, "<f4", pos["count"] * 3, pos_view["byteOffset"]).reshape(-1, 3)
-    colors = np.frombuffer(binary, np.uint8, col["count"] * 4, col_view["byteOffset"]).reshape(-1, 4)[:, :3]
-    return positions.copy(), colors.copy()
+    if (col["componentType"], col["type"], col.get("normalized")) != (5123, "VEC4", True):
+        raise ValueError(f"COLOR_0 is not normalized unsigned short VEC4: {col}")
+    linear = np.frombuffer(binary, "<u2", col["count"] * 4, col_view["byteOffset"]).reshape(-1, 4)[:, :3]
+    return positions.copy(), linear_to_srgb8(linear / 65535)
 
 
 def read_ply_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
