@@ -161,3 +161,19 @@ stack: setup base-image
 	@test -f layer/model/manifest.json || $(MAKE) bake
 	$(SAM) build --parameter-overrides ModelSource=prebaked
 	$(BIN)/python scripts/stack.py --port $(STACK_PORT) $(STACK_PARAMETERS)
+
+# ---------------------------------------------------------------------------------------------- glTF validator
+# The Khronos glTF Validator (npm gltf-validator, pinned) under .tools/ for tests/e2e/test_gltf_validator.py, which
+# runs it through scripts/validate_gltf.mjs on every kind of GLB the project writes. Needs node and npm.
+GLTF_VALIDATOR_VERSION := 2.0.0-dev.3.10
+GLTF_VALIDATOR_DIR := .tools/gltf-validator
+GLTF_VALIDATOR_STAMP := $(GLTF_VALIDATOR_DIR)/.installed-$(GLTF_VALIDATOR_VERSION)
+
+.PHONY: gltf-validator
+gltf-validator: $(GLTF_VALIDATOR_STAMP)
+
+$(GLTF_VALIDATOR_STAMP):
+	rm -rf $(GLTF_VALIDATOR_DIR)
+	mkdir -p $(GLTF_VALIDATOR_DIR)
+	npm install --silent --no-audit --no-fund --save-exact --prefix $(GLTF_VALIDATOR_DIR) gltf-validator@$(GLTF_VALIDATOR_VERSION)
+	touch $@
