@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint bake serve localstack
+.PHONY: setup test unit lint bake serve localstack
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,11 @@ $(VENV)/.installed: requirements.txt requirements-bake.txt requirements-dev.txt 
 test: setup
 	$(BIN)/python -m pytest
 	bash scripts/localstack.sh run $(BIN)/python -m pytest -q -m s3
+
+# The unit tests alone (tests/unit: no torch, no OpenCV, no baked model, no network; tests/unit/conftest.py refuses
+# them): the fast loop, also run by `make test` as part of the whole suite.
+unit: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
 # LocalStack (S3, SQS) in the background on 127.0.0.1:4566 for runs of your own; scripts/localstack.sh stop ends it.
 localstack:
@@ -40,7 +45,7 @@ serve: setup
 # ---------------------------------------------------------------------------------------------- image & SAM
 # .venv-tools: aws-sam-cli + cfn-lint (+ dockerfile, Docker's own Dockerfile parser, for the tests), apart from
 #   .venv because aws-sam-cli pins boto3 to another version. The runtime's own environment is the image itself
-#   (make image; tests/test_image.py).
+#   (make image; tests/e2e/test_image.py).
 TOOLS_VENV ?= .venv-tools
 SAM_CLI_VERSION := 1.170.0
 CFN_LINT_VERSION := 1.58.0
@@ -66,7 +71,7 @@ $(TOOLS_STAMP):
 	$(call pinned_venv,$(TOOLS_VENV),aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION) \
 	  dockerfile==$(DOCKERFILE_PARSER_VERSION))
 
-# Offline template checks (no credentials, no network): what CI runs through tests/test_template.py.
+# Offline template checks (no credentials, no network): what CI runs through tests/e2e/test_template.py.
 validate: $(TOOLS_STAMP)
 	$(TOOLS_VENV)/bin/cfn-lint infra/template.yaml
 	$(SAM) validate --lint --region us-east-1
@@ -113,7 +118,7 @@ bench-image: setup base-image
 # ---------------------------------------------------------------------------------------------- supply chain
 # requirements.txt is the list a person edits; requirements.lock is its whole closure for the image (Python 3.12,
 # every platform: x86_64 and arm64), each version pinned with the sha256 of every file PyPI has for it. The image
-# installs the lock with pip --require-hashes. After editing requirements.txt, `make lock`; tests/test_template.py
+# installs the lock with pip --require-hashes. After editing requirements.txt, `make lock`; tests/e2e/test_template.py
 # checks that the two agree and that `make lock` makes this very file. LOCK_EXCLUDE_NEWER makes the resolution
 # repeatable (nothing published later is considered): move it forward to take newer releases. uv lives in
 # .venv-lock, pinned.

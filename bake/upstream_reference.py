@@ -2,13 +2,14 @@
 
 float64 image/255 → Resize(upper_bound, multiple of 32, cv2.INTER_CUBIC) → normalise → torch forward →
 torch bicubic (align_corners=False) back to the image size → write_depth's min-max to uint8/uint16.
+
+OpenCV and torch are imported by the two functions that use them: the sizes and write_depth's normalisation are
+NumPy alone, so the unit tests (no torch, no OpenCV) check against upstream's own code for those.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
-import torch
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -37,6 +38,8 @@ def get_size(width: int, height: int, net=256) -> tuple[int, int]:
 
 def small_transform(rgb_uint8: np.ndarray) -> np.ndarray:
     """run.py's read_image (RGB/255 float64) + the small model's transform → (1, 3, h, w) float32."""
+    import cv2
+
     image = rgb_uint8 / 255.0
     width, height = get_size(image.shape[1], image.shape[0])
     image = cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -46,6 +49,8 @@ def small_transform(rgb_uint8: np.ndarray) -> np.ndarray:
 
 def predict(model, rgb_uint8: np.ndarray) -> np.ndarray:
     """run.py's process(): forward, then bicubic interpolate to the original size."""
+    import torch
+
     sample = torch.from_numpy(small_transform(rgb_uint8))
     with torch.no_grad():
         prediction = model.forward(sample)

@@ -2,7 +2,7 @@
 process's RSS, open file descriptors and temporary files measured after the warm-up and at the end.
 
 scripts/soak.py runs it in a process of its own against a moto server in a subprocess (so that the figures are the
-function's alone); tests/test_soak.py runs that script on a shorter mix.
+function's alone); tests/e2e/test_soak.py runs that script on a shorter mix.
 """
 
 from __future__ import annotations

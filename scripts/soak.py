@@ -13,7 +13,7 @@ and at the end.
 
 The S3 emulator (moto) runs in a subprocess so that the figures are the function's alone. Exit code 1 when a good
 request failed, a bad one was not refused as expected, RSS grew more than --max-rss-growth percent after the
-warm-up, or descriptors / temporary files grew. The mix and its checks are localdev/soak.py; tests/test_soak.py
+warm-up, or descriptors / temporary files grew. The mix and its checks are localdev/soak.py; tests/e2e/test_soak.py
 runs this script on a shorter mix.
 """
 

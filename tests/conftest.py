@@ -1,4 +1,8 @@
-"""Shared fixtures: a real bake of an official-format checkpoint, a real S3 HTTP endpoint, real Lambda events.
+"""Fixtures every scope may ask for: a real bake of an official-format checkpoint, a real S3 HTTP endpoint, the entry.
+
+Each scope adds its own in its folder's conftest.py (tests/unit, tests/functional, tests/e2e). Nothing here imports
+torch, OpenCV or the bake at import time: the bake runs (and imports torch) only when a test asks for the model, so
+``make unit`` collects and runs without them (tests/unit/conftest.py refuses them outright).
 
 - ``baked_model_dir``: the bake (the ``bake`` package, what scripts/bake_weights.py runs) once per session on a
   checkpoint with the 482 official keys and shapes (seeded random values).
@@ -11,21 +15,16 @@ Only fixtures live here: the helpers the tests share are in the ``support`` pack
 
 from __future__ import annotations
 
-import http.server
 import importlib
 import inspect
 import os
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from bake.checkpoint import build_model, load_state_dict
-from bake.pipeline import bake
-from bake.random_checkpoint import write_checkpoint
 from localdev.lambda_container import engine_error
-from support import LambdaContext, encode, function_env, scene, start_moto
+from support import LambdaContext, function_env, start_moto
 
 # Credentials/region for the emulator only (set before anything creates a boto3 client).
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -71,21 +70,19 @@ def docker_engine() -> None:
 @pytest.fixture(scope="session")
 def checkpoint_path(tmp_path_factory) -> Path:
     """A checkpoint with the 482 official keys/shapes (seeded random values)."""
+    from bake.random_checkpoint import write_checkpoint
+
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "midas_v21_small_256.pt", seed=0)
 
 
 @pytest.fixture(scope="session")
 def baked_model_dir(checkpoint_path, tmp_path_factory) -> Path:
     """The real bake of the test checkpoint: model.onnx + manifest.json, made once per session."""
+    from bake.pipeline import bake
+
     out = tmp_path_factory.mktemp("baked") / "model"
     bake(checkpoint_path, str(checkpoint_path), out)
     return out
-
-
-@pytest.fixture(scope="session")
-def torch_model(checkpoint_path):
-    """The torch MidasNet_small loaded from the same checkpoint (the reference the ONNX path must match)."""
-    return build_model(load_state_dict(checkpoint_path))
 
 
 @pytest.fixture(scope="session")
@@ -191,41 +188,3 @@ def entry(baked_model_dir, s3_endpoint, input_bucket, events_bucket, output_buck
         get_settings.cache_clear()
         module = importlib.import_module("handler.entry")
     return module
-
-
-# ------------------------------------------------------------------------------------------------ images
-
-
-@pytest.fixture(scope="session")
-def jpeg_640x480() -> bytes:
-    return encode(scene(640, 480, seed=1), "JPEG", quality=90)
-
-
-# ------------------------------------------------------------------------------------------------ network
-
-
-@pytest.fixture
-def canary():
-    """A local HTTP server that counts the requests it gets: nothing may ever reach it."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.end_headers()
-            self.wfile.write(encode(scene(96, 64, seed=5)))
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

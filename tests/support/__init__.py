@@ -9,10 +9,14 @@ emulator and environment the same way, and scripts never import from tests. Subm
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from localdev.events import (
     API_KINDS,
@@ -53,6 +57,7 @@ __all__ = [
     "free_port",
     "function_env",
     "jpeg_claiming",
+    "jpeg_with_exif",
     "list_keys",
     "load_event",
     "local_client",
@@ -61,6 +66,7 @@ __all__ = [
     "read_glb_points",
     "read_pfm",
     "read_ply_points",
+    "recorded_upstream",
     "response_body",
     "s3_event",
     "scene",
@@ -73,6 +79,23 @@ def list_keys(s3, bucket: str, prefix: str = "") -> list[str]:
     """Every key under ``prefix`` of ``bucket``, sorted."""
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+def recorded_upstream() -> dict[str, np.ndarray]:
+    """Upstream's values recorded by scripts/record_upstream.py (what and how: localdev/upstream_record.py)."""
+    with np.load(ROOT / "tests" / "unit" / "data" / "upstream.npz") as data:
+        return {name: data[name] for name in data.files}
+
+
+def jpeg_with_exif(width: int, height: int, **tags) -> bytes:
+    """A flat (90, 120, 150) JPEG whose EXIF sub-IFD holds ``tags`` (hex names like ``"0xa405"`` or numbers)."""
+    exif = Image.Exif()
+    ifd = exif.get_ifd(0x8769)
+    for tag, value in tags.items():
+        ifd[int(tag, 16) if isinstance(tag, str) and tag.startswith("0x") else tag] = value
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 150)).save(buf, "JPEG", exif=exif)
+    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------------------------ HTTP answers

@@ -2,7 +2,7 @@
 
 A block's tag is an HTML comment on the line just before its opening fence, ``<!-- doc-test: TAG -->``:
 
-- ``serve`` (the default when there is no comment): run by tests/test_docs.py against a running ``make serve``
+- ``serve`` (the default when there is no comment): run by tests/e2e/test_docs.py against a running ``make serve``
   stack, in a directory holding photos and the checkout;
 - ``image``: needs Docker / SAM (the built image, ``sam local``); the image tests run these (``blocks("image")``);
 - ``aws``: needs a real AWS account; not run, only checked (``bash -n``, and every make target, repository path and

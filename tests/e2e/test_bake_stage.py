@@ -1,7 +1,7 @@
 """layer/Dockerfile's bake stage baking a checkpoint file from the build context (MODEL_SOURCE=bake).
 
 That path installs CPU torch from PyTorch's index inside the build, which this machine cannot reach, so the real
-image build cannot exercise it here (tests/test_image.py builds the image for real in prebaked mode). Instead the
+image build cannot exercise it here (tests/e2e/test_image.py builds the image for real in prebaked mode). Instead the
 bake stage's RUN script runs as Docker would run it (/bin/sh -c, its ENV and ARGs in the environment, WORKDIR as
 cwd) in a directory holding what its COPY instructions bring, with the bake's own dependencies from .venv; only the
 absolute /model and /tmp/checkpoints (and /build in ENV) are moved into that directory.

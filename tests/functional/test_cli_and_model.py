@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pydantic import ValidationError
 
 from handler.config import Settings
 from handler.contract import sha256_file
@@ -235,32 +234,3 @@ def test_entry_import_fails_loudly_without_a_model(tmp_path):
 
 def test_threads_follow_available_cpus(depth_model):
     assert depth_model.threads == cpu_share().threads >= 1
-
-
-# ------------------------------------------------------------------------------------------------ settings
-
-
-def test_settings_from_environment(monkeypatch):
-    monkeypatch.setenv("ALLOWED_INPUT_BUCKETS", " a-bucket, b-bucket ,")
-    monkeypatch.setenv("OUTPUT_PREFIX", "/heatmaps")
-    monkeypatch.setenv("OUTPUT_BUCKET", "")
-    settings = Settings()
-    assert settings.allowed_input_buckets == frozenset({"a-bucket", "b-bucket"})
-    assert settings.output_prefix == "heatmaps/" and settings.output_bucket is None
-
-
-@pytest.mark.parametrize(
-    ("env", "field"),
-    [
-        ({"OUTPUT_PREFIX": "/"}, "output_prefix"),
-        ({"MAX_IMAGE_BYTES": "0"}, "max_image_bytes"),
-        ({"PRESIGNED_URL_TTL": "999999999"}, "presigned_url_ttl"),
-        ({"DEFAULT_COLORMAP": "rainbow"}, "default_colormap"),
-        ({"MAX_JSON_BYTES": str(20 * 1024 * 1024)}, "max_json_bytes"),
-    ],
-)
-def test_invalid_settings_fail(monkeypatch, env, field):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError, match=field):
-        Settings()

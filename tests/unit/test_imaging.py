@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,7 +12,8 @@ from bake import upstream_reference as upstream
 from handler import imaging
 from handler.colormaps import PALETTES
 from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
-from support import encode, png_claiming, read_pfm, scene
+from localdev.upstream_record import COLORMAPS, gray16
+from support import encode, png_claiming, read_pfm, recorded_upstream, scene
 
 LIMITS = {"max_bytes": 50 * 1024 * 1024, "max_pixels": 50_000_000}
 
@@ -50,12 +50,12 @@ def test_gray_rgba_and_palette_become_rgb():
     assert decode(buf.getvalue()).shape == (24, 32, 3)
 
 
-def test_16_bit_png_is_reduced_like_cv2_imread():
-    gray16 = (np.arange(32 * 24, dtype=np.uint32).reshape(24, 32) * 85).astype(np.uint16)
-    ok, buf = cv2.imencode(".png", gray16)
-    out = decode(buf.tobytes())
-    expected = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # upstream's cv2.imread behaviour (BGR, 8-bit)
-    np.testing.assert_array_equal(out, expected[..., ::-1])
+def test_16_bit_png_is_reduced_like_the_recorded_cv2_imread():
+    """cv2.imencode's 16-bit grey PNG, decoded as upstream's cv2.imread does (8-bit BGR, recorded)."""
+    recorded = recorded_upstream()
+    with Image.open(io.BytesIO(recorded["imread16/png"].tobytes())) as img:
+        np.testing.assert_array_equal(np.asarray(img), gray16())  # the recorded PNG holds the picture
+    np.testing.assert_array_equal(decode(recorded["imread16/png"].tobytes()), recorded["imread16/bgr"][..., ::-1])
 
 
 def test_cmyk_jpeg_decodes():
@@ -150,59 +150,24 @@ def test_normalise_handles_flat_and_non_finite_maps():
     assert imaging.normalise(depth, 1).tolist() == [[0, 85], [0, 255]]
 
 
-def decode_png(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-
-
-def test_inferno_is_yellow_where_near():
-    depth = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (8, 1))  # right side = nearest (largest)
-    bgr = decode_png(imaging.heatmap_png(imaging.normalise(depth, 1), "inferno", 1), cv2.IMREAD_COLOR)
-    near, far = bgr[4, -1], bgr[4, 0]
-    assert near[2] > 200 and near[1] > 200 and near[0] < 180  # yellow-white (B low, G and R high)
-    assert far.max() < 30  # black
-
-
-@pytest.mark.parametrize("colormap", ["inferno", "magma", "plasma", "viridis", "turbo"])
-def test_indexed_heatmap_decodes_to_upstreams_applycolormap(colormap):
+@pytest.mark.parametrize("colormap", COLORMAPS)
+def test_indexed_heatmap_decodes_to_the_recorded_applycolormap(colormap):
+    """Decoded by Pillow, the heatmap is upstream's cv2.applyColorMap of write_depth's levels (recorded colours)."""
     depth = np.random.default_rng(4).random((37, 53), dtype=np.float32) * 9
     png = imaging.heatmap_png(imaging.normalise(depth, 1), colormap, 1)
-    code = getattr(cv2, f"COLORMAP_{colormap.upper()}")
-    expected = cv2.applyColorMap(upstream.write_depth_values(depth, 1), code)
-    np.testing.assert_array_equal(decode_png(png, cv2.IMREAD_COLOR), expected)
+    bgr = recorded_upstream()[f"colormap/{colormap}"][upstream.write_depth_values(depth, 1)]
+    with Image.open(io.BytesIO(png)) as img:
+        np.testing.assert_array_equal(np.asarray(img.convert("RGB")), bgr[..., ::-1])
 
 
-def test_gray_heatmap_is_the_8_bit_depth():
+def test_gray_and_16_bit_pngs_decode_in_pillow_to_upstreams_levels():
     depth = np.random.default_rng(5).random((20, 30), dtype=np.float32)
-    png = imaging.heatmap_png(imaging.normalise(depth, 1), "gray", 1)
-    np.testing.assert_array_equal(decode_png(png), upstream.write_depth_values(depth, 1))
-
-
-def test_16_bit_depth_png_round_trips():
-    depth = np.random.default_rng(1).random((30, 20), dtype=np.float32)
-    back = decode_png(imaging.depth_png16(imaging.normalise(depth, 2), 1))
-    assert back.dtype == np.uint16 and back.shape == (30, 20) and back.max() == 65535 and back.min() == 0
+    with Image.open(io.BytesIO(imaging.heatmap_png(imaging.normalise(depth, 1), "gray", 1))) as img:
+        np.testing.assert_array_equal(np.asarray(img), upstream.write_depth_values(depth, 1))
+    with Image.open(io.BytesIO(imaging.depth_png16(imaging.normalise(depth, 2), 1))) as img:
+        back = np.asarray(img).astype(np.uint16)
+    assert back.shape == (20, 30) and back.max() == 65535 and back.min() == 0
     np.testing.assert_array_equal(back, upstream.write_depth_values(depth, 2))
-
-
-@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (37, 53), (480, 640)])
-@pytest.mark.parametrize("level", [0, 1, 2, 3])
-def test_pngs_decode_to_their_levels_in_opencv_and_pillow(shape, level):
-    """The Up-filtered, ISA-L-deflated PNGs: every decoder sees exactly the levels written, at every level."""
-    depth = np.random.default_rng(level).random(shape, dtype=np.float32)
-    depth[0, 0] = 0  # both extremes present, so the levels span 0..max
-    levels8, levels16 = imaging.normalise(depth, 1), imaging.normalise(depth, 2)
-    heat = imaging.heatmap_png(levels8, "inferno", level)
-    gray = imaging.heatmap_png(levels8, "gray", level)
-    deep = imaging.depth_png16(levels16, level)
-    expected = cv2.applyColorMap(levels8, cv2.COLORMAP_INFERNO)
-    np.testing.assert_array_equal(decode_png(heat, cv2.IMREAD_COLOR), expected)
-    np.testing.assert_array_equal(decode_png(gray), levels8)
-    np.testing.assert_array_equal(decode_png(deep), levels16)
-    with Image.open(io.BytesIO(heat)) as img:
-        assert img.mode == "P" and img.size == shape[::-1]
-        np.testing.assert_array_equal(np.asarray(img.convert("RGB")), expected[:, :, ::-1])
-    with Image.open(io.BytesIO(deep)) as img:
-        np.testing.assert_array_equal(np.asarray(img).astype(np.uint16), levels16)
 
 
 def test_smooth_depth_deflates_smaller_than_unfiltered():

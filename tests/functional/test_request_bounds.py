@@ -200,10 +200,6 @@ def test_http_pixel_cap_is_lower_than_the_s3_paths(entry, lambda_context):
     assert entry.estimator.estimate(just_over).inverse_depth.shape == (4100, 4100)
 
 
-def test_an_http_cap_above_the_s3_cap_is_capped():
-    assert Settings(max_image_pixels=1000, max_http_image_pixels=5000).http_max_pixels == 1000
-
-
 # ------------------------------------------------------------------------------------------------ headers
 
 

@@ -19,7 +19,7 @@ from handler.app import create_app
 from handler.config import Settings
 from handler.estimator import DepthEstimator
 from handler.s3_store import S3Store
-from support import ROOT, encode, list_keys, read_glb_points, read_ply_points, s3_event, scene
+from support import ROOT, encode, jpeg_with_exif, list_keys, read_glb_points, read_ply_points, s3_event, scene
 
 FOCAL_35MM = 35
 
@@ -240,3 +240,33 @@ def test_api_and_cli_mesh_over_the_same_points(inline_client, tmp_path, baked_mo
     assert gltf.meshes[0].primitives[0].mode == TRIANGLES
     assert gltf.accessors[gltf.meshes[0].primitives[0].indices].count == 3 * 2 * 319 * 239
     same_points(read_glb_points(glb), expected, exact=False)
+
+
+# ------------------------------------------------------------------------------------------------ EXIF
+
+
+def test_the_estimator_uses_the_photos_exif_focal_length(estimator):
+    data = jpeg_with_exif(400, 300, **{"0xa405": 50})
+    result = estimator.estimate(data, max_points=10_000)
+    assert result.stride == 4 and result.colors.shape == (75, 100, 3)
+    _, cloud = estimator.point_cloud(result, "ply", geometry.Options(max_points=10_000))
+    assert cloud.intrinsics.source == "exif-35mm"
+    assert cloud.intrinsics.fx == pytest.approx(50 * 500 / math.hypot(36, 24))
+    # the colours are the photo's (flat 90, 120, 150, give or take JPEG)
+    assert np.abs(cloud.colors.astype(int) - (90, 120, 150)).max() <= 3
+
+
+def test_the_photos_orientation_is_applied_before_the_intrinsics(estimator):
+    """EXIF Orientation 6 (rotated 90°): the cloud is of the upright 300 x 400 image; the focal length is the lens's."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0xA405] = 28
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 300), (10, 200, 30)).save(buf, "JPEG", exif=exif)
+    result = estimator.estimate(buf.getvalue(), max_points=300 * 400)
+    assert (result.width, result.height) == (300, 400) and result.colors.shape == (400, 300, 3)
+    cloud = estimator.point_cloud(result, "glb", geometry.Options())[1]
+    cam = cloud.intrinsics
+    assert (cam.cx, cam.cy, cam.source) == (150, 200, "exif-35mm")
+    assert cam.fx == pytest.approx(28 * 500 / math.hypot(36, 24))
+    assert len(cloud) == 300 * 400

@@ -18,7 +18,7 @@ from PIL.TiffImagePlugin import IFDRational
 from handler import geometry, imaging, pointcloud
 from handler.errors import EmptyGeometry
 from handler.geometry import Options
-from support import read_glb_points, read_ply_points
+from support import jpeg_with_exif, read_glb_points, read_ply_points
 from support.readers import linear_to_srgb8
 
 W, H, F = 320, 240, 260.0  # image size and focal length in pixels of the synthetic camera
@@ -158,16 +158,6 @@ def test_edge_threshold_drops_the_flying_pixels_between_sphere_and_plane():
 # ------------------------------------------------------------------------------------------------ intrinsics
 
 
-def jpeg_with_exif(width: int, height: int, **tags) -> bytes:
-    exif = Image.Exif()
-    ifd = exif.get_ifd(0x8769)
-    for tag, value in tags.items():
-        ifd[int(tag, 16) if isinstance(tag, str) and tag.startswith("0x") else tag] = value
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), (90, 120, 150)).save(buf, "JPEG", exif=exif)
-    return buf.getvalue()
-
-
 def test_intrinsics_from_exif_fov_given_and_the_default():
     # FocalLengthIn35mmFilm = 28 mm: the same diagonal field of view as 28 mm on a 36 x 24 mm frame
     data = jpeg_with_exif(4000, 3000, **{"0xa405": 28})
@@ -189,17 +179,6 @@ def test_intrinsics_from_exif_fov_given_and_the_default():
     assert (given.fx, given.fy, given.cx, given.cy, given.source) == (1000, 1000, 10, 20, "given")
     default = geometry.intrinsics(640, 480, Options(), imaging.camera_exif(jpeg_with_exif(640, 480)))
     assert default.source == "default-fov" and default.fx == pytest.approx(320 / math.tan(math.radians(30)))
-
-
-def test_the_estimator_uses_the_photos_exif_focal_length(estimator):
-    data = jpeg_with_exif(400, 300, **{"0xa405": 50})
-    result = estimator.estimate(data, max_points=10_000)
-    assert result.stride == 4 and result.colors.shape == (75, 100, 3)
-    _, cloud = estimator.point_cloud(result, "ply", Options(max_points=10_000))
-    assert cloud.intrinsics.source == "exif-35mm"
-    assert cloud.intrinsics.fx == pytest.approx(50 * 500 / math.hypot(36, 24))
-    # the colours are the photo's (flat 90, 120, 150, give or take JPEG)
-    assert np.abs(cloud.colors.astype(int) - (90, 120, 150)).max() <= 3
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -279,22 +258,6 @@ def test_glb_chunks_are_padded_for_any_count(n):
     assert len(data) % 4 == 0 and json_length % 4 == 0
     assert int.from_bytes(data[8:12], "little") == len(data)
     assert GLTF2.load_from_bytes(data).accessors[0].count == n
-
-
-def test_the_photos_orientation_is_applied_before_the_intrinsics(estimator):
-    """EXIF Orientation 6 (rotated 90°): the cloud is of the upright 300 x 400 image; the focal length is the lens's."""
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    exif.get_ifd(0x8769)[0xA405] = 28
-    buf = io.BytesIO()
-    Image.new("RGB", (400, 300), (10, 200, 30)).save(buf, "JPEG", exif=exif)
-    result = estimator.estimate(buf.getvalue(), max_points=300 * 400)
-    assert (result.width, result.height) == (300, 400) and result.colors.shape == (400, 300, 3)
-    cloud = estimator.point_cloud(result, "glb", Options())[1]
-    cam = cloud.intrinsics
-    assert (cam.cx, cam.cy, cam.source) == (150, 200, "exif-35mm")
-    assert cam.fx == pytest.approx(28 * 500 / math.hypot(36, 24))
-    assert len(cloud) == 300 * 400
 
 
 def test_extreme_intrinsics_drop_points_instead_of_writing_non_finite_ones():
