@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from handler.app import create_app
 from handler.s3_store import S3Store
 from support import ROOT, api_event, response_body
-from support.browser import CHROMIUM, chromium, served
+from support.browser import behind_a_stage, served
 
 STATIC = Path(next(iter(importlib.util.find_spec("fastapi_standalone_docs").submodule_search_locations))) / "static"
 # Every asset each page refers to: URL path under the page → (file in the package, content type, what it starts with)
@@ -130,31 +130,10 @@ def test_docs_through_the_lambda_entry(entry, lambda_context, kind, root, page):
 STAGE = "/Prod"
 
 
-def behind_a_stage(app, stage: str):
-    """ASGI wrapper doing what API Gateway and StagePrefix do together: ``{stage}/x`` reaches the app as ``/x``
-    with ``root_path`` set to the stage; paths without the stage pass through unchanged."""
-
-    async def asgi(scope, receive, send):
-        path = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith(stage + "/"):
-            scope = {**scope, "path": path[len(stage) :], "raw_path": None, "root_path": stage}
-        await app(scope, receive, send)
-
-    return asgi
-
-
 @pytest.fixture(scope="module")
 def base_url(estimator, s3_endpoint):
     with served(behind_a_stage(create_app(estimator, S3Store()), STAGE)) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("needs Chromium at /usr/bin/chromium (apt: chromium)")
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -16,24 +16,12 @@ import pytest
 from PIL import Image
 
 from support import ROOT, encode, scene
-from support.browser import CHROMIUM, canvas_pixels, chromium, served
+from support.browser import CHROMIUM, behind_a_stage, canvas_pixels, served
 
 ARTIFACTS = ROOT / "artifacts"
 STAGE = "/Prod"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt: chromium)")
-
-
-def with_stage(app, stage: str):
-    """ASGI wrapper: ``{stage}/...`` reaches the app as ``/...`` (API Gateway strips the stage the same way)."""
-
-    async def asgi(scope, receive, send):
-        path = scope.get("path", "")
-        if scope["type"] == "http" and (path == stage or path.startswith(stage + "/")):
-            scope = {**scope, "path": path[len(stage) :] or "/", "raw_path": None}
-        await app(scope, receive, send)
-
-    return asgi
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +30,8 @@ def base_url(estimator):
     from handler.app import create_app
     from handler.s3_store import S3Store
 
-    with served(with_stage(create_app(estimator, S3Store()), STAGE)) as url:
+    with served(behind_a_stage(create_app(estimator, S3Store()), STAGE, root_path=False)) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

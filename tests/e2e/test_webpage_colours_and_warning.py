@@ -10,7 +10,7 @@ from PIL import Image
 from handler.app import create_app
 from handler.s3_store import S3Store
 from support import ROOT, encode, scene
-from support.browser import CHROMIUM, canvas_pixels, chromium, served
+from support.browser import CHROMIUM, canvas_pixels, served
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt: chromium)")
 
@@ -20,8 +20,8 @@ TOLERANCE = 12
 
 
 @pytest.fixture(scope="module")
-def page(estimator):
-    with served(create_app(estimator, S3Store())) as url, chromium() as browser:
+def page(estimator, browser):
+    with served(create_app(estimator, S3Store())) as url:
         context = browser.new_context(viewport={"width": 1200, "height": 760}, device_scale_factor=1)
         page = context.new_page()
         page.set_default_timeout(30_000)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from support import encode, scene
+from support import encode, local_client, scene
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +19,26 @@ def torch_model(checkpoint_path):
     from bake.checkpoint import build_model, load_state_dict
 
     return build_model(load_state_dict(checkpoint_path))
+
+
+@pytest.fixture(scope="module")
+def client(estimator, s3_endpoint):
+    """The app of the session's deployment (its buckets, its S3 endpoint) as `make serve` serves it to its user: an
+    authenticated caller, whose S3 references are read."""
+    from handler.s3_store import S3Store
+
+    return local_client(estimator, S3Store())
+
+
+@pytest.fixture(scope="module")
+def inline_client(depth_model, baked_model_dir):
+    """A deployment without an output bucket: results come back inline only."""
+    from handler.config import Settings
+    from handler.estimator import DepthEstimator
+    from handler.s3_store import S3Store
+
+    settings = Settings(model_dir=str(baked_model_dir), output_bucket="")
+    return local_client(DepthEstimator(settings, depth_model), S3Store())
 
 
 @pytest.fixture(scope="session")

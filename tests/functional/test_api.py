@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from handler.config import Settings
 from handler.estimator import DepthEstimator
 from handler.s3_store import S3Store
-from support import encode, list_keys, local_client, scene
+from support import Answer, assert_clean_error, encode, list_keys, local_client, scene
 
 
 def png_shape(data: bytes) -> tuple[int, ...]:
@@ -27,26 +27,11 @@ def make_client(depth_model, **settings) -> TestClient:
     return local_client(DepthEstimator(Settings(**settings), depth_model), S3Store())
 
 
-@pytest.fixture(scope="module")
-def client(estimator, s3_endpoint) -> TestClient:
-    return local_client(estimator, S3Store())
-
-
-@pytest.fixture(scope="module")
-def inline_client(depth_model, baked_model_dir) -> TestClient:
-    """A deployment without an output bucket: results come back inline only."""
-    return make_client(depth_model, model_dir=str(baked_model_dir), output_bucket="")
-
-
 def assert_error(response, status: int, code: str, *words: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert body["status"] == "error" and body["error"] == code, body
-    for word in words:
-        assert word in body["message"], body
-    assert "Traceback" not in response.text and "/work/" not in response.text
-    return body
+    """A TestClient response: the clean JSON error ``support.assert_clean_error`` checks on the entry's answers."""
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    assert "/work/" not in response.text
+    return assert_clean_error(Answer(response.status_code, headers, response.content), status, code, *words)
 
 
 # ------------------------------------------------------------------------------------------------ /predict

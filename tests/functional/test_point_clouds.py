@@ -11,14 +11,10 @@ import sys
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from handler import geometry, pointcloud
-from handler.app import create_app
-from handler.config import Settings
 from handler.estimator import DepthEstimator
-from handler.s3_store import S3Store
 from support import ROOT, encode, jpeg_with_exif, list_keys, read_glb_points, read_ply_points, s3_event, scene
 
 FOCAL_35MM = 35
@@ -39,16 +35,6 @@ def expected(estimator, photo) -> geometry.PointCloud:
     """The points the core makes with the documented defaults."""
     result = estimator.estimate(photo, max_points=geometry.DEFAULT_MAX_POINTS)
     return estimator.point_cloud(result, "ply", geometry.Options())[1]
-
-
-@pytest.fixture(scope="module")
-def client(estimator, s3_endpoint) -> TestClient:
-    return TestClient(create_app(estimator, S3Store()))
-
-
-@pytest.fixture(scope="module")
-def inline_client(depth_model, baked_model_dir) -> TestClient:
-    return TestClient(create_app(DepthEstimator(Settings(model_dir=str(baked_model_dir)), depth_model), S3Store()))
 
 
 def same_points(got: tuple[np.ndarray, np.ndarray], cloud: geometry.PointCloud, exact: bool = True) -> None:

@@ -52,6 +52,22 @@ def served(app) -> Iterator[str]:
         sock.close()
 
 
+def behind_a_stage(app, stage: str, *, root_path: bool = True):
+    """ASGI wrapper: ``{stage}`` and ``{stage}/x`` reach the app as ``/`` and ``/x`` (what API Gateway does with a
+    stage), with ``root_path`` set to the stage when ``root_path`` (what the app's StagePrefix then does); paths
+    without the stage pass through unchanged."""
+
+    async def asgi(scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == stage or path.startswith(stage + "/")):
+            scope = {**scope, "path": path[len(stage) :] or "/", "raw_path": None}
+            if root_path:
+                scope["root_path"] = stage
+        await app(scope, receive, send)
+
+    return asgi
+
+
 def canvas_pixels(page) -> np.ndarray:
     """The 3D view's canvas as RGB (its WebGL drawing buffer is preserved, so toDataURL reads what is shown)."""
     url = page.eval_on_selector("#cloud", "c => c.toDataURL('image/png')")

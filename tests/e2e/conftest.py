@@ -1,0 +1,19 @@
+"""Fixtures of the end-to-end tests (the image, the stack's template, the local stack, the browser, the documents).
+
+The session's bake, S3 endpoint, buckets and entry come from tests/conftest.py, shared with tests/functional.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from support.browser import CHROMIUM, chromium
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Playwright), one per test module; skipped, with the reason, without it."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Chromium at /usr/bin/chromium (apt: chromium)")
+    with chromium() as browser:
+        yield browser
