@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from localdev.lambda_container import engine_error
 from support import LambdaContext, function_env, start_moto
 
 # Credentials/region for the emulator only (set before anything creates a boto3 client).
@@ -51,17 +50,6 @@ def pytest_collection_modifyitems(config, items) -> None:
         function = getattr(item, "function", None)
         if function is not None and S3_FIXTURES & set(inspect.signature(function).parameters):
             item.add_marker(pytest.mark.s3)
-
-
-# ------------------------------------------------------------------------------------------------ Docker
-
-
-@pytest.fixture(scope="session")
-def docker_engine() -> None:
-    """Skips, with the reason, where no Docker engine answers (the image and the stack in LocalStack need one)."""
-    reason = engine_error()
-    if reason:
-        pytest.skip(f"no Docker engine answers ({reason}); .ci/run installs and starts one")
 
 
 # ------------------------------------------------------------------------------------------------ model

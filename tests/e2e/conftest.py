@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from localdev.lambda_container import engine_error
 from support.browser import CHROMIUM, chromium
 
 
@@ -17,3 +18,11 @@ def browser():
         pytest.skip("needs Chromium at /usr/bin/chromium (apt: chromium)")
     with chromium() as browser:
         yield browser
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Skips, with the reason, where no Docker engine answers (the image and the stack in LocalStack need one)."""
+    reason = engine_error()
+    if reason:
+        pytest.skip(f"no Docker engine answers ({reason}); .ci/run installs and starts one")

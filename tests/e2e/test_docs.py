@@ -6,7 +6,7 @@ directory of its own holding real photos (one over 1 MB, one named ``café terra
 with the documents' URLs (http://127.0.0.1:8000 for the API, http://127.0.0.1:9000 for the S3 emulator) pointed at
 the stack's ports. A block must exit 0, and every PNG it writes must be a valid PNG of its photo's size.
 ``aws``, ``setup``, ``image`` and ``stack`` blocks are checked statically here (``bash -n``; the make targets,
-scripts, modules and repository paths they name exist); tests/test_image.py runs the ``image`` blocks,
+scripts, modules and repository paths they name exist); tests/e2e/test_image.py runs the ``image`` blocks,
 tests/e2e/test_stack.py the ``stack`` blocks.
 """
 

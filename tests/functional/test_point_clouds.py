@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -256,3 +257,27 @@ def test_the_photos_orientation_is_applied_before_the_intrinsics(estimator):
     assert (cam.cx, cam.cy, cam.source) == (150, 200, "exif-35mm")
     assert cam.fx == pytest.approx(28 * 500 / math.hypot(36, 24))
     assert len(cloud) == 300 * 400
+
+
+# ------------------------------------------------------------------------------------------------ conventions
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_an_opencv_principal_point_is_given_plus_half_a_pixel(stride):
+    """OpenCV / Open3D put pixel (u, v)'s centre at (u, v); this project at (u + 0.5, v + 0.5) (the image's corner
+    at 0). With cx = cx_cv + 0.5, cy = cy_cv + 0.5, OpenCV's own projection with K(fx, fy, cx_cv, cy_cv) puts
+    every point back on its pixel's integer index."""
+    height, width = 30, 40
+    fx, fy, cx_cv, cy_cv = 52.0, 47.0, 17.3, 13.8
+    rng = np.random.default_rng(3)
+    grid = geometry.sample(rng.uniform(0.1, 0.5, (height, width)).astype(np.float32), stride)
+    colors = np.zeros((*grid.shape, 3), np.uint8)
+    options = geometry.Options(scale=1.0, fx=fx, fy=fy, cx=cx_cv + 0.5, cy=cy_cv + 0.5, max_points=height * width)
+    cloud = geometry.back_project(grid, colors, width, height, stride, options)
+    assert len(cloud) == grid.size
+    opencv_frame = cloud.positions.astype(np.float64) * (1, -1, -1)  # y down, z forward
+    k = np.array([[fx, 0, cx_cv], [0, fy, cy_cv], [0, 0, 1]])
+    projected, _ = cv2.projectPoints(opencv_frame, np.zeros(3), np.zeros(3), k, None)
+    rows, cols = np.mgrid[0:height:stride, 0:width:stride]
+    expected = np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float64)
+    np.testing.assert_allclose(projected.reshape(-1, 2), expected, atol=2e-3)

@@ -1,5 +1,6 @@
 """The conventions a reader of the files needs and cannot guess: the frame and the units, written into every PLY and
-GLB, and how an explicit principal point relates to OpenCV's / Open3D's pixel-centre convention."""
+GLB, and how the default principal point relates to OpenCV's / Open3D's pixel-centre convention (an explicit one is
+checked against OpenCV's own projection in tests/functional/test_point_clouds.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import io
 import json
 import struct
 
-import cv2
 import numpy as np
 import pytest
 
@@ -38,27 +38,6 @@ def test_glb_asset_extras_name_the_frame_and_the_units(mesh):
     (length,) = struct.unpack_from("<I", data, 12)
     asset = json.loads(data[20 : 20 + length])["asset"]
     assert asset["extras"] == {"frame": FRAME, "units": UNITS} and asset["version"] == "2.0"
-
-
-@pytest.mark.parametrize("stride", [1, 3])
-def test_an_opencv_principal_point_is_given_plus_half_a_pixel(stride):
-    """OpenCV / Open3D put pixel (u, v)'s centre at (u, v); this project at (u + 0.5, v + 0.5) (the image's corner
-    at 0). With cx = cx_cv + 0.5, cy = cy_cv + 0.5, OpenCV's own projection with K(fx, fy, cx_cv, cy_cv) puts
-    every point back on its pixel's integer index."""
-    height, width = 30, 40
-    fx, fy, cx_cv, cy_cv = 52.0, 47.0, 17.3, 13.8
-    rng = np.random.default_rng(3)
-    grid = geometry.sample(rng.uniform(0.1, 0.5, (height, width)).astype(np.float32), stride)
-    colors = np.zeros((*grid.shape, 3), np.uint8)
-    options = Options(scale=1.0, fx=fx, fy=fy, cx=cx_cv + 0.5, cy=cy_cv + 0.5, max_points=height * width)
-    cloud = geometry.back_project(grid, colors, width, height, stride, options)
-    assert len(cloud) == grid.size
-    opencv_frame = cloud.positions.astype(np.float64) * (1, -1, -1)  # y down, z forward
-    k = np.array([[fx, 0, cx_cv], [0, fy, cy_cv], [0, 0, 1]])
-    projected, _ = cv2.projectPoints(opencv_frame, np.zeros(3), np.zeros(3), k, None)
-    rows, cols = np.mgrid[0:height:stride, 0:width:stride]
-    expected = np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float64)
-    np.testing.assert_allclose(projected.reshape(-1, 2), expected, atol=2e-3)
 
 
 def test_the_default_principal_point_is_opencvs_centre_of_the_middle_pixels():

@@ -1,24 +1,11 @@
-"""Settings (the only reader of the environment) and the CLI's output names: pure functions, no model."""
+"""Settings, the only reader of the environment: read, validated, capped."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from handler.config import Settings
-
-
-def test_output_bases_never_share_a_file():
-    from handler.__main__ import output_bases
-
-    paths = [Path(p) for p in ("x/a.jpg", "y/a.jpg", "a.jpg.png", "q.depth.jpg", "q.jpg", "Q.JPG", "x/a.jpg")]
-    bases = output_bases(paths, png16=True)
-    assert list(bases.values()) == ["a.jpg", "a.jpg-2", "a.jpg-3", "q.depth", "q.jpg", "Q.JPG-2"]
-    files = [f"{b}{s}".casefold() for b in bases.values() for s in (".png", ".pfm", ".depth.png")]
-    assert len(files) == len(set(files))
-    assert list(output_bases([Path("p.jpg"), Path("d/r.png")], png16=False).values()) == ["p", "r"]
 
 
 def test_settings_from_environment(monkeypatch):
