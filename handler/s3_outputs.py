@@ -1,11 +1,13 @@
-"""Where the function writes in S3: output keys, the recursion guard, all-or-nothing writes of a result's files, and
-the record (in the heatmap's metadata) of what a result was made from, which makes re-processing an object
-idempotent."""
+"""Where the function writes in S3: output keys, the recursion guard, all-or-nothing writes of a result's files, the
+record (in the heatmap's metadata) of what a result was made from, which makes re-processing an object
+idempotent, and the failure records of uploads that can never succeed as they are (``<prefix>failures/``)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from handler.config import Settings
@@ -96,3 +98,39 @@ def write_outputs(
                 store.delete(settings.output_bucket, key)
         raise
     return written
+
+
+# Under the output prefix, so that the role's write scope and the recursion guard cover them; ".json" is no
+# rendering's suffix, so a failure record never shares a key with an output.
+FAILURES = "failures/"
+
+
+def failure_key(settings: Settings, bucket: str, key: str) -> str:
+    """``<prefix>failures/<bucket>/<key>.json``; a key too long for that is named by its sha256 instead."""
+    where = f"{settings.output_prefix}{FAILURES}{bucket}/"
+    named = f"{where}{key}.json"
+    if len(named.encode()) <= MAX_KEY_BYTES and ".." not in key.split("/"):
+        return named
+    return f"{where}sha256-{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+
+def write_failure(
+    store: S3Store, settings: Settings, *, bucket: str, key: str, etag: str | None, error: str, reason: str
+) -> str:
+    """Record that ``bucket/key`` failed for good (its bytes or its key are at fault); returns the record's key.
+
+    The record holds everything the event held (bucket, key, ETag) and why, so that the event itself may be
+    dropped: a later upload of the same key that fails again overwrites it."""
+    assert settings.output_bucket, "caller checks that an output bucket is configured"
+    record = {
+        "bucket": bucket,
+        "key": key,
+        "etag": etag,
+        "error": error,
+        "reason": reason,
+        "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    marker = failure_key(settings, bucket, key)
+    body = json.dumps(record, ensure_ascii=False, indent=1).encode()
+    store.put(settings.output_bucket, marker, body, "application/json", s3_metadata(source_bucket=bucket))
+    return marker

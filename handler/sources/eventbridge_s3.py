@@ -46,8 +46,5 @@ def outcomes(event: dict, *, estimator: DepthEstimator, store: S3Store) -> list[
         return [Outcome("", "", "failed", "malformed_record: no string detail.bucket.name or detail.object.key")]
     if notification.detail_type != "Object Created":
         return [Outcome(bucket, sent, "skipped", f"not an upload (detail-type is {notification.detail_type!r})")]
-    etag, decoded = etag if isinstance(etag, str) else None, detail.object.key
-    outcome = job.run(bucket, decoded, estimator=estimator, store=store, etag=etag)
-    if decoded != sent and outcome.reason.startswith("s3_object_not_found"):
-        outcome = job.run(bucket, sent, estimator=estimator, store=store, etag=etag)
-    return [outcome]
+    etag = etag if isinstance(etag, str) else None
+    return [job.run(bucket, detail.object.key, estimator=estimator, store=store, etag=etag, also_as=sent)]
