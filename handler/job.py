@@ -32,6 +32,7 @@ from handler.errors import (
     S3BadGateway,
     S3ObjectNotFound,
     S3Unavailable,
+    TooComplex,
     TooManyPixels,
     UnsupportedMediaType,
 )
@@ -49,6 +50,7 @@ PERMANENT = (
     UnsupportedMediaType,
     PayloadTooLarge,
     TooManyPixels,
+    TooComplex,
     BucketNotAllowed,
     KeyNotAllowed,
     InvalidRequest,
