@@ -115,3 +115,16 @@ def test_a_failure_that_cannot_be_recorded_is_left_to_retries(baked_model_dir, d
     assert outcome.reason.startswith("invalid_image") and "not recorded (s3_object_not_found" in outcome.reason
     with pytest.raises(RecordsFailed, match="1 of 1 records failed"):
         s3_notification.handle(s3_event(input_bucket, key), None, estimator=estimator, store=store)
+
+
+def test_an_object_named_with_encoded_dots_is_written_through_eventbridge_as_through_a_notification(
+    entry, lambda_context, s3, input_bucket, output_bucket
+):
+    """``uploads/%2e%2e/d.jpg`` is a name, not a path: decoding it to ``uploads/../d.jpg`` refused it for good."""
+    key = f"uploads/{uuid.uuid4().hex[:8]}/%2e%2e/d.jpg"
+    s3.put_object(Bucket=input_bucket, Key=key, Body=TINY)
+    written = entry.lambda_handler(eventbridge_event(input_bucket, key), lambda_context)["written"]
+    assert [w["heatmap"] for w in written] == [f"depth/{key}.png"]
+    s3.delete_object(Bucket=output_bucket, Key=f"depth/{key}.png")
+    written = entry.lambda_handler(s3_event(input_bucket, key), lambda_context)["written"]  # the notification's way
+    assert [w["heatmap"] for w in written] == [f"depth/{key}.png"]
