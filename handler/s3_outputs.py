@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -103,11 +104,14 @@ def write_outputs(
 # Under the output prefix, so that the role's write scope and the recursion guard cover them; ".json" is no
 # rendering's suffix, so a failure record never shares a key with an output.
 FAILURES = "failures/"
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule: no "/", never ".."
 
 
 def failure_key(settings: Settings, bucket: str, key: str) -> str:
-    """``<prefix>failures/<bucket>/<key>.json``; a key too long for that is named by its sha256 instead."""
-    where = f"{settings.output_prefix}{FAILURES}{bucket}/"
+    """``<prefix>failures/<bucket>/<key>.json``; a key too long for that or with ``..`` segments, and a bucket that is
+    no bucket name (a hand-made event's), are named by their sha256 instead."""
+    folder = bucket if _BUCKET_NAME.fullmatch(bucket) else "sha256-" + hashlib.sha256(bucket.encode()).hexdigest()
+    where = f"{settings.output_prefix}{FAILURES}{folder}/"
     named = f"{where}{key}.json"
     if len(named.encode()) <= MAX_KEY_BYTES and ".." not in key.split("/"):
         return named
