@@ -74,8 +74,8 @@ def test_eventbridge_event_of_a_broken_upload_is_recorded_not_raised(
     s3.put_object(Bucket=input_bucket, Key=key, Body=b"GIF89a not what the extension says")
     summary = entry.lambda_handler(eventbridge_event(input_bucket, key), lambda_context)
     [failed] = summary["failed"]
-    assert failed["key"] == key and failed["reason"].startswith("invalid_image")
-    assert failure_record(s3, output_bucket, input_bucket, key)["error"] == "invalid_image"
+    assert failed["key"] == key and failed["reason"].startswith("unsupported_media_type: GIF")
+    assert failure_record(s3, output_bucket, input_bucket, key)["error"] == "unsupported_media_type"
     # the decoded key (a space instead of "+") named no object: that attempt left no record
     assert list_keys(s3, output_bucket, f"depth/failures/{input_bucket}/{key.rsplit('/', 1)[0]}/") == [
         f"depth/failures/{input_bucket}/{key}.json"
