@@ -37,6 +37,12 @@ class TooManyPixels(DepthError):
     status_code, code = 413, "too_many_pixels"
 
 
+class TooComplex(DepthError):
+    """An image whose decode would cost far more than its pixels (a progressive JPEG's thousands of scans)."""
+
+    status_code, code = 413, "image_too_complex"
+
+
 class UnsupportedMediaType(DepthError):
     status_code, code = 415, "unsupported_media_type"
 

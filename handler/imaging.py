@@ -1,4 +1,9 @@
-"""Bytes ↔ pixels: decode (limits checked before the full decode) and renderings (Inferno PNG, 16-bit PNG, PFM)."""
+"""Bytes ↔ pixels: decode (limits checked before the full decode) and renderings (Inferno PNG, 16-bit PNG, PFM).
+
+Before any pixel is decoded: the file's structure (:mod:`handler.decode_work`: a JPEG's scans, a PNG's chunks), then
+only the supported formats' parsers read the header, then the pixel cap and the codings whose decode work is not
+bounded by the pixels (run-length BMP, decoded in Python; JPEG inside TIFF, whose scans go uncounted) are refused.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from handler import png
+from handler import decode_work, png
 from handler.colormaps import PALETTES
-from handler.errors import InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
+from handler.errors import InvalidImage, PayloadTooLarge, TooComplex, TooManyPixels, UnsupportedMediaType
 from handler.geometry import CameraExif, read_camera_exif
 
 # We enforce our own pixel limit (Settings.max_image_pixels) from the header, before decoding; Pillow's global
@@ -19,6 +24,16 @@ Image.MAX_IMAGE_PIXELS = None
 
 # Pillow format names we decode. MPO is the multi-picture JPEG many phones write.
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF"})
+# The parsers Image.open may run (a list or tuple); JPEG's answers MPO for a multi-picture file.
+_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+# TIFF compressions decoded in time proportional to the pixels (libtiff, in C); JPEG-in-TIFF and rarer ones are not.
+TIFF_COMPRESSIONS = frozenset(
+    {"raw", "tiff_ccitt", "group3", "group4", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"}
+)
+# BMP compressions Pillow decodes in C: none and bit fields (1 and 2, run-length, are decoded in Python, per run).
+BMP_COMPRESSIONS = frozenset({0, 3})
+# Unsupported formats named in the refusal, recognised by their signatures (magic bytes) alone.
+_NAMED_FORMATS = ("GIF", "ICO", "AVIF", "JPEG2000", "PSD", "QOI", "ICNS", "DDS")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"})
 _EXIF_ORIENTATION = 0x0112
 MAX_SIDE = 16384  # longest side accepted (JPEG's own limit is 65 535; WebP's 16 383)
@@ -63,22 +78,45 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Picture:
         raise InvalidImage("empty image: no bytes received")
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    decode_work.check(data)
     img = _open_header(data)
     _check_size(*img.size, max_pixels)
+    _check_coding(img)
     return _decode(img)
 
 
 def _open_header(data: bytes) -> Image.Image:
     """The image, its header read (not its pixels); refused unless it is one of the supported formats."""
     try:
-        img = Image.open(io.BytesIO(data))  # reads the header only
+        img = Image.open(io.BytesIO(data), formats=_FORMATS)  # reads the header only; no other parser runs
     except UnidentifiedImageError:
+        other = _other_format(data)
+        if other:
+            raise UnsupportedMediaType(f"{other} images are not supported; send JPEG, PNG, WebP, BMP or TIFF") from None
         raise InvalidImage("not an image: the bytes are not JPEG, PNG, WebP, BMP or TIFF") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"unreadable image header: {exc}") from None
-    if img.format not in SUPPORTED_FORMATS:
+    if img.format not in SUPPORTED_FORMATS:  # formats= already refuses them; kept should a plugin answer another
         raise UnsupportedMediaType(f"{img.format} images are not supported; send JPEG, PNG, WebP, BMP or TIFF")
     return img
+
+
+def _other_format(data: bytes) -> str | None:
+    """The unsupported format ``data`` is, to name it: Pillow's signature checks of formats whose signature is
+    distinctive (a TGA's first bytes pass for a cursor), no parser."""
+    Image.init()
+    prefix = data[:16]
+    checks = (Image.OPEN.get(name, (None, None))[1] for name in _NAMED_FORMATS)  # AVIF: where Pillow has it
+    return next((name for name, accept in zip(_NAMED_FORMATS, checks, strict=True) if accept and accept(prefix)), None)
+
+
+def _check_coding(img: Image.Image) -> None:
+    """Refuse codings whose decode work is not bounded by the pixels (see the module's docstring)."""
+    compression = img.info.get("compression")
+    if img.format == "BMP" and compression not in BMP_COMPRESSIONS:
+        raise TooComplex("run-length compressed BMP is decoded too slowly to be accepted; send PNG or JPEG")
+    if img.format == "TIFF" and compression not in TIFF_COMPRESSIONS:
+        raise UnsupportedMediaType(f"TIFF with {compression} compression is not supported; send PNG or JPEG")
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
@@ -108,7 +146,7 @@ def camera_exif(data: bytes) -> CameraExif:
     """The lens fields of an image's EXIF (focal lengths, focal-plane resolution); empty when it has none. Reads the
     header only: call it on bytes :func:`open_image` accepted."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=_FORMATS) as img:
             return read_camera_exif(img.getexif())
     except Exception:  # EXIF is optional: unreadable lens data means "no lens data", never a failed request
         return CameraExif()

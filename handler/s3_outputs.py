@@ -1,11 +1,14 @@
-"""Where the function writes in S3: output keys, the recursion guard, all-or-nothing writes of a result's files, and
-the record (in the heatmap's metadata) of what a result was made from, which makes re-processing an object
-idempotent."""
+"""Where the function writes in S3: output keys, the recursion guard, all-or-nothing writes of a result's files, the
+record (in the heatmap's metadata) of what a result was made from, which makes re-processing an object
+idempotent, and the failure records of uploads that can never succeed as they are (``<prefix>failures/``)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import re
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from handler.config import Settings
@@ -96,3 +99,42 @@ def write_outputs(
                 store.delete(settings.output_bucket, key)
         raise
     return written
+
+
+# Under the output prefix, so that the role's write scope and the recursion guard cover them; ".json" is no
+# rendering's suffix, so a failure record never shares a key with an output.
+FAILURES = "failures/"
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule: no "/", never ".."
+
+
+def failure_key(settings: Settings, bucket: str, key: str) -> str:
+    """``<prefix>failures/<bucket>/<key>.json``; a key too long for that or with ``..`` segments, and a bucket that is
+    no bucket name (a hand-made event's), are named by their sha256 instead."""
+    folder = bucket if _BUCKET_NAME.fullmatch(bucket) else "sha256-" + hashlib.sha256(bucket.encode()).hexdigest()
+    where = f"{settings.output_prefix}{FAILURES}{folder}/"
+    named = f"{where}{key}.json"
+    if len(named.encode()) <= MAX_KEY_BYTES and ".." not in key.split("/"):
+        return named
+    return f"{where}sha256-{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+
+def write_failure(
+    store: S3Store, settings: Settings, *, bucket: str, key: str, etag: str | None, error: str, reason: str
+) -> str:
+    """Record that ``bucket/key`` failed for good (its bytes or its key are at fault); returns the record's key.
+
+    The record holds everything the event held (bucket, key, ETag) and why, so that the event itself may be
+    dropped: a later upload of the same key that fails again overwrites it."""
+    assert settings.output_bucket, "caller checks that an output bucket is configured"
+    record = {
+        "bucket": bucket,
+        "key": key,
+        "etag": etag,
+        "error": error,
+        "reason": reason,
+        "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    marker = failure_key(settings, bucket, key)
+    body = json.dumps(record, ensure_ascii=False, indent=1).encode()
+    store.put(settings.output_bucket, marker, body, "application/json", s3_metadata(source_bucket=bucket))
+    return marker

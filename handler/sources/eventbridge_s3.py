@@ -47,7 +47,12 @@ def outcomes(event: dict, *, estimator: DepthEstimator, store: S3Store) -> list[
     if notification.detail_type != "Object Created":
         return [Outcome(bucket, sent, "skipped", f"not an upload (detail-type is {notification.detail_type!r})")]
     etag, decoded = etag if isinstance(etag, str) else None, detail.object.key
-    outcome = job.run(bucket, decoded, estimator=estimator, store=store, etag=etag)
-    if decoded != sent and outcome.reason.startswith("s3_object_not_found"):
-        outcome = job.run(bucket, sent, estimator=estimator, store=store, etag=etag)
-    return [outcome]
+    if _dot_segments(decoded) and not _dot_segments(sent):
+        # Only decoding made the "..": an encoding sender writes a literal "%" as "%25", so this one does not encode
+        # and the key is the one sent (an object named uploads/%2e%2e/d.jpg, as an S3 notification reads it).
+        decoded = sent
+    return [job.run(bucket, decoded, estimator=estimator, store=store, etag=etag, also_as=sent)]
+
+
+def _dot_segments(key: str) -> bool:
+    return ".." in key.split("/")

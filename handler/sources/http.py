@@ -9,6 +9,11 @@ base64 would escape as an exception (a bare 502 at the gateway). It is answered 
 ``invalid_base64`` in the app's error format, shaped by Mangum's own handler for the event's source and version.
 The body is decoded once, here, and handed to Mangum's HTTP cycle as it is (Mangum's own ``__call__`` would decode
 it a second time).
+
+Mangum indexes the event as AWS writes it: a header whose value is null, a ``requestContext.http`` that is not an
+object, a missing ``path``... raise inside it (``AttributeError``, ``KeyError``, ``TypeError``), another bare 502.
+Such an event, and one whose scope the app could not serve (a method or path that is not a string), is answered
+400 ``invalid_request`` in the API's JSON error format instead, in the response shape every HTTP source accepts.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from handler.events import is_authorizer, is_vpc_lattice
+from handler.logs import logger
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -67,6 +73,10 @@ def _adapter(estimator: DepthEstimator, store: S3Store) -> Mangum:
     return Mangum(app(estimator, store), lifespan="off")
 
 
+# What Mangum raises on an event whose fields are missing or of the wrong type.
+_MALFORMED = (AttributeError, KeyError, TypeError, IndexError, ValueError)
+
+
 def handle(event: dict, context: Any, *, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
     """The app's answer to one HTTP event, in the response format of the event's source and version."""
     from mangum.protocols import HTTPCycle
@@ -75,11 +85,60 @@ def handle(event: dict, context: Any, *, estimator: DepthEstimator, store: S3Sto
     from handler.errors import InvalidBase64
 
     adapter = _adapter(estimator, store)
-    handler = adapter.infer(event, context)
+    try:
+        handler = adapter.infer(event, context)
+        scope = _checked(handler.scope)
+        if not isinstance(event.get("body"), str | None):
+            raise TypeError("body is not a string")
+    except _MALFORMED as exc:
+        return _malformed(event, exc)
     try:
         body = handler.body  # Mangum's decoding of the body, as the request would get it
     except ValueError as exc:  # binascii.Error, or a str that is not ASCII
         error = InvalidBase64(f"the request body is flagged isBase64Encoded but is not valid base64 ({exc})")
-        response = error_response(error, handler.scope["path"])
+        response = error_response(error, scope["path"])
         return handler({"status": response.status_code, "headers": response.raw_headers, "body": response.body})
-    return handler(HTTPCycle(handler.scope, body)(adapter.app))
+    answer = HTTPCycle(scope, body)(adapter.app)
+    try:
+        return handler(answer)  # shaped from the event's fields (multi-value headers, ...)
+    except _MALFORMED as exc:
+        return _malformed(event, exc)
+
+
+def _checked(scope: dict[str, Any]) -> dict[str, Any]:
+    """Mangum's ASGI scope, if the app can serve it: the types the ASGI spec gives each field."""
+    if not (isinstance(scope["method"], str) and isinstance(scope["path"], str) and scope["path"].startswith("/")):
+        raise TypeError("the method and path must be strings, the path absolute")
+    if not isinstance(scope["query_string"], bytes):
+        raise TypeError("the query string must be a string")
+    for pair in scope["headers"]:
+        if not (len(pair) == 2 and all(isinstance(part, bytes) for part in pair)):
+            raise TypeError("every header must be a name and a string value")
+    client = scope.get("client")
+    if client is not None and not (len(client) == 2 and isinstance(client[0], str | None)):
+        raise TypeError("the source IP must be a string")
+    return scope
+
+
+def _malformed(event: dict, exc: Exception) -> dict[str, Any]:
+    """400 ``invalid_request`` for an event Mangum cannot read, in the response shape Mangum gives its source: REST
+    APIs' with multi-value headers too, ALB's with them alone when the target group has them on."""
+    from handler.app import error_response
+    from handler.errors import InvalidRequest
+
+    logger.warning("malformed HTTP event", extra={"error": f"{type(exc).__name__}: {exc}"})
+    error = InvalidRequest(
+        "malformed HTTP event: a field is missing or has the wrong type "
+        f"({type(exc).__name__}); send the event as API Gateway, a Function URL or ALB writes it"
+    )
+    response = error_response(error, "")
+    headers = {name.decode(): value.decode() for name, value in response.raw_headers}
+    multi = {name: [value] for name, value in headers.items()}
+    context = event.get("requestContext")
+    if isinstance(context, dict) and "elb" in context and "multiValueHeaders" in event:
+        shaped = {"multiValueHeaders": multi}
+    elif "resource" in event:
+        shaped = {"headers": headers, "multiValueHeaders": multi}
+    else:
+        shaped = {"headers": headers}
+    return {"statusCode": response.status_code, **shaped, "body": response.body.decode(), "isBase64Encoded": False}

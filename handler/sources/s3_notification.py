@@ -1,7 +1,8 @@
 """S3 event notifications (the bucket's own, direct or carried by SQS): each record → the per-object job.
 
-The answer is the summary of every record, or ``RecordsFailed`` when any failed (:mod:`handler.sources.settle`),
-so that Lambda's retries and on-failure destination apply. Outputs record what they were made from, so a
+The answer is the summary of every record, or ``RecordsFailed`` when any failed in a way another attempt may cure
+(:mod:`handler.sources.settle`), so that Lambda's retries and on-failure destination apply; an upload that fails for
+good is recorded under the output bucket's ``failures/`` instead. Outputs record what they were made from, so a
 re-delivered event for an unchanged object writes nothing (``unchanged``).
 """
 
@@ -28,7 +29,7 @@ matches = record_source("aws:s3")
 
 
 def handle(event: dict, context: Any, *, estimator: DepthEstimator, store: S3Store) -> dict[str, Any]:
-    """Process every record, then fail the invocation if any failed (so Lambda retries / dead-letters it)."""
+    """Process every record, then fail the invocation if any failed but not for good (Lambda retries it)."""
     return settle(outcomes(event, estimator=estimator, store=store))
 
 

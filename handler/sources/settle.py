@@ -1,7 +1,9 @@
 """Outcomes of S3 records → the answer of a direct S3 or EventBridge invocation: a summary, or ``RecordsFailed``.
 
-Every record is processed first; failures are then reported together so that Lambda's retries and on-failure
-destination apply to the invocation, while the summary still accounts for every record. Below every source: the
+Every record is processed first; failures that another attempt may cure are then reported together so that
+Lambda's retries and on-failure destination apply to the invocation, while the summary still accounts for every
+record. A permanent failure (the object itself is at fault) is already recorded by the job under the output
+bucket's ``failures/`` and is not retried: it is listed in the summary with its record's key. Below every source: the
 S3 notification and EventBridge sources answer with :func:`settle`, the SQS source judges each message with
 :func:`failure`.
 """
@@ -36,15 +38,21 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def settle(outcomes: list[Outcome]) -> dict[str, Any]:
-    """The summary of ``outcomes``; raises ``RecordsFailed`` (carrying it) when any failed."""
+    """The summary of ``outcomes``; raises ``RecordsFailed`` (carrying it) when any failed and may be retried."""
     done = summary(outcomes)
-    if done["failed"]:
-        failed = "; ".join(f"s3://{f['bucket']}/{f['key']} ({f['reason']})" for f in done["failed"])
-        raise RecordsFailed(f"{len(done['failed'])} of {len(outcomes)} records failed: {failed}", done)
+    retried = _retried(outcomes)
+    if retried:
+        failed = "; ".join(f"s3://{o.bucket}/{o.key} ({o.reason})" for o in retried)
+        raise RecordsFailed(f"{len(retried)} of {len(outcomes)} records failed: {failed}", done)
     return done
 
 
 def failure(outcomes: list[Outcome]) -> str | None:
-    """Why a message carrying these records failed, or None when none did."""
-    failed = [o for o in outcomes if o.status == "failed"]
-    return f"{len(failed)} of {len(outcomes)} records failed" if failed else None
+    """Why a message carrying these records must be delivered again, or None when none failed but for good."""
+    retried = _retried(outcomes)
+    return f"{len(retried)} of {len(outcomes)} records failed" if retried else None
+
+
+def _retried(outcomes: list[Outcome]) -> list[Outcome]:
+    """The failures worth another delivery: all but the recorded permanent ones."""
+    return [o for o in outcomes if o.status == "failed" and not o.permanent]

@@ -2,9 +2,15 @@
 
 Each message is settled on its own (``ReportBatchItemFailures``): whatever goes wrong with one (not JSON, not an S3
 notification, a failed or malformed record, an unexpected exception) is logged with its reason and reports that
-message alone. The notifications go through the very adapters of their own sources. Powertools' ``BatchProcessor``
-is not used: its import costs a first SQS event a quarter of a second or more (it loads every parser model once
-pydantic is loaded), and it cannot report a message that has no ``messageId`` (Lambda then retries the batch).
+message alone. The notifications go through the very adapters of their own sources. An upload that fails for good
+(not an image, too large, not allowed) is recorded by the job under the output bucket's ``failures/`` and its message
+settled: the record holds what the message held, so nothing is lost, and the message does not sit through
+QueueMaxReceiveCount pointless receives to end in the dead-letter queue, which keeps that queue (and its alarm) for
+faults that deserve an operator: S3 unavailable, messages that are no notification at all.
+
+Powertools' ``BatchProcessor`` is not used: its import costs a first SQS event a quarter of a second or more (it loads
+every parser model once pydantic is loaded), and it cannot report a message that has no ``messageId`` (Lambda then
+retries the batch).
 """
 
 from __future__ import annotations

@@ -204,15 +204,16 @@ def direct(stack) -> dict[str, str]:
 class QueueStack:
     outputs: dict[str, str]
     good: dict[str, tuple[int, int]]  # key -> photo size
-    bad: str
+    bad: str  # an upload that can never succeed: recorded under failures/, not retried
+    stray: str  # the "note" of a message that is no notification: it fails every receive
 
 
 @pytest.fixture(scope="module")
 def queue(stack) -> QueueStack:
-    """A queue-mode stack from the same built template, with one batch of uploads: two photos and one upload that can
-    never succeed. The event source mapping is paused until the ingest queue holds all three, so that one batch holds
-    them whatever the timing of EventBridge's deliveries (a receive waits at most the batching window, then returns
-    what it has)."""
+    """A queue-mode stack from the same built template, with one batch of uploads: two photos and one upload that
+    can never succeed, and a message that is no notification at all. The event source mapping is paused until the
+    ingest queue holds all four, so that one batch holds them whatever the timing of EventBridge's deliveries (a
+    receive waits at most the batching window, then returns what it has)."""
     template = (stack.checkout / ".aws-sam" / "build" / "template.yaml").read_text()
     outputs = deploy(stack.aws("cloudformation"), QUEUE_STACK, template, QUEUE)
     s3, sqs, lambda_ = stack.aws("s3"), stack.aws("sqs"), stack.aws("lambda")
@@ -232,15 +233,17 @@ def queue(stack) -> QueueStack:
         good[key] = jpeg_size(body)
     bad = "uploads/batch/never.jpg"
     s3.put_object(Bucket=outputs["InputBucketName"], Key=bad, Body=b"these bytes are no image")
+    stray = uuid.uuid4().hex
+    sqs.send_message(QueueUrl=outputs["IngestQueueUrl"], MessageBody=json.dumps({"note": stray}))
 
     def queued() -> bool:
         attributes = sqs.get_queue_attributes(QueueUrl=outputs["IngestQueueUrl"], AttributeNames=["All"])["Attributes"]
         counts = attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]
-        return counts == ("3", "0")  # all three waiting, none taken
+        return counts == ("4", "0")  # all four waiting, none taken
 
-    eventually(queued, "the three uploads in the ingest queue")
+    eventually(queued, "the three uploads and the stray message in the ingest queue")
     lambda_.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
-    return QueueStack(outputs, good, bad)
+    return QueueStack(outputs, good, bad, stray)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -301,11 +304,17 @@ def test_queue_mode_does_the_good_messages_of_a_batch_with_a_bad_one(stack, queu
         assert png_size(heatmap["Body"].read()) == size
     log = function_log(stack, queue.outputs["FunctionName"])
     written = {line["key"]: line["function_request_id"] for line in log if line.get("message") == "heatmap written"}
+    refused = [line for line in log if line.get("message") == "object refused for good: recorded, not retried"]
     failed = [line for line in log if line.get("message") == "SQS message failed"]
     assert set(queue.good) <= set(written)
-    # one invocation (one batch) settled all three: the bad message failed alone
+    # one invocation (one batch) settled all four: the broken upload recorded once, the stray message failed alone
+    assert [line["key"] for line in refused] == [queue.bad]
     assert len(failed) >= 1 and {written[key] for key in queue.good} == {failed[0]["function_request_id"]}
-    assert "1 of 1 records failed" in failed[0]["reason"]
+    assert refused[0]["function_request_id"] == failed[0]["function_request_id"]
+    assert "not an S3 notification" in failed[0]["reason"]
+    output, source = queue.outputs["OutputBucketName"], queue.outputs["InputBucketName"]
+    record = json.loads(wait_for_object(s3, output, f"depth/failures/{source}/{queue.bad}.json")["Body"].read())
+    assert (record["key"], record["error"]) == (queue.bad, "invalid_image")
 
 
 # ------------------------------------------------------------------------------------------------ direct mode
@@ -343,20 +352,34 @@ def test_the_same_bytes_again_are_unchanged_not_rewritten(stack, direct):
     assert (again["ETag"], again["LastModified"]) == (first["ETag"], first["LastModified"])
 
 
-def test_an_upload_that_always_fails_ends_in_the_failure_queue(stack, direct):
-    key = f"uploads/direct/broken-{uuid.uuid4().hex[:8]}.jpg"
-    stack.aws("s3").put_object(Bucket=direct["InputBucketName"], Key=key, Body=b"these bytes are no image")
+def test_an_upload_that_always_fails_is_recorded_once_and_not_retried(stack, direct):
+    s3, key = stack.aws("s3"), f"uploads/direct/broken-{uuid.uuid4().hex[:8]}.jpg"
+    s3.put_object(Bucket=direct["InputBucketName"], Key=key, Body=b"these bytes are no image")
+    where = f"depth/failures/{direct['InputBucketName']}/{key}.json"
+    record = json.loads(wait_for_object(s3, direct["OutputBucketName"], where)["Body"].read())
+    assert (record["key"], record["error"]) == (key, "invalid_image")
+    log = function_log(stack, direct["FunctionName"])
+    refused = [line for line in log if line.get("key") == key and line.get("message", "").startswith("object refused")]
+    assert len(refused) == 1
+
+
+def test_an_event_that_fails_ends_in_the_failure_queue(stack, direct):
+    """The on-failure destination, with an event the function refuses (an SNS notification) invoked as SNS does."""
+    note = uuid.uuid4().hex
+    event = {"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": note, "Message": "{}"}}]}
+    payload = json.dumps(event).encode()
+    stack.aws("lambda").invoke(FunctionName=direct["FunctionName"], InvocationType="Event", Payload=payload)
     sqs = stack.aws("sqs")
 
     def failure() -> list[dict]:
         found = messages(sqs, direct["AsyncFailureQueueUrl"])
-        return [m for m in found if m["requestPayload"]["detail"]["object"]["key"] == key]
+        return [m for m in found if m["requestPayload"]["Records"][0].get("Sns", {}).get("MessageId") == note]
 
-    (record,) = eventually(failure, f"{key} in AsyncFailureQueue")
+    (record,) = eventually(failure, "the refused event in AsyncFailureQueue")
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 1  # AsyncMaxRetryAttempts=0
     assert record["responseContext"]["functionError"] == "Unhandled"
-    assert "invalid_image" in record["responsePayload"]["errorMessage"]
+    assert "sns" in record["responsePayload"]["errorMessage"]
 
 
 # ------------------------------------------------------------------------------------------------ function URL
@@ -441,11 +464,13 @@ def test_queue_mode_dead_letters_the_message_that_never_succeeds(stack, queue):
 
     def dead() -> list[dict]:
         found = messages(sqs, queue.outputs["IngestDeadLetterQueueUrl"])
-        return [m for m in found if m["detail"]["object"]["key"] == queue.bad]
+        return [m for m in found if isinstance(m, dict) and m.get("note") == queue.stray]
 
     # redriven when it is received again, once the visibility timeout (30 s) has passed
-    (event,) = eventually(dead, f"{queue.bad} in the dead-letter queue", seconds=150)
-    assert event["detail-type"] == "Object Created"
+    (message,) = eventually(dead, "the stray message in the dead-letter queue", seconds=150)
+    assert message == {"note": queue.stray}
+    # the broken upload was settled on its first receive: it never reaches the dead-letter queue
+    assert [m for m in messages(sqs, queue.outputs["IngestDeadLetterQueueUrl"]) if "detail" in m] == []
     good = messages(sqs, queue.outputs["IngestQueueUrl"])
     assert good == [], "the batch's good messages were deleted from the ingest queue"
 

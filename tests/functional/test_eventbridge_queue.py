@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from handler.job import UNCHANGED
-from handler.sources.settle import RecordsFailed
 from support import ROOT, api_event, encode, eventbridge_event, list_keys, scene, sqs_event
 
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -178,9 +177,11 @@ def test_queue_mode_through_eventbridge_processes_every_upload_once(
     assert list_keys(s3, output_bucket, f"depth/{prefix}") == sorted(
         f"depth/{k}{s}" for k in good for s in (".pfm", ".png")
     )
-    # the broken uploads failed on each of their 3 receives and moved to the dead-letter queue
-    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
-    assert sorted(json.loads(m["Body"])["detail"]["object"]["key"] for m in dead) == sorted(broken)
+    # the broken uploads are recorded under failures/ on their first receive, not walked to the dead-letter queue
+    assert list_keys(s3, output_bucket, f"depth/failures/{bucket}/{prefix}") == sorted(
+        f"depth/failures/{bucket}/{k}.json" for k in broken
+    )
+    assert sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", []) == []
 
 
 def test_eventbridge_events_straight_to_the_entry(entry, lambda_context, s3, input_bucket, output_bucket):
@@ -199,8 +200,8 @@ def test_eventbridge_events_straight_to_the_entry(entry, lambda_context, s3, inp
     assert txt["skipped"][0]["reason"] == "not an image key (by extension)"
     deleted = entry.lambda_handler(eventbridge_event(input_bucket, key, "Object Deleted"), lambda_context)
     assert deleted["skipped"][0]["reason"] == "not an upload (detail-type is 'Object Deleted')"
-    with pytest.raises(RecordsFailed, match="key_not_allowed"):
-        entry.lambda_handler(eventbridge_event(input_bucket, "private/a.jpg"), lambda_context)
+    refused = entry.lambda_handler(eventbridge_event(input_bucket, "private/a.jpg"), lambda_context)  # not retried
+    assert refused["failed"][0]["reason"].startswith("key_not_allowed")
 
 
 def test_each_invocation_prints_its_metrics_in_the_embedded_metric_format(

@@ -304,9 +304,12 @@ def test_s3_event_with_good_and_bad_records(entry, lambda_context, s3, output_bu
         entries = [e for e in summary[status] if e["key"] == key]
         assert len(entries) == 1, (key, status, summary)
         assert reason in entries[0].get("reason", ""), entries
-    assert str(raised.value).startswith(f"{len(summary['failed'])} of {len(cases)} records failed")
+    # only the malformed record is retried; the failures of the objects themselves are recorded instead
+    assert str(raised.value).startswith(f"1 of {len(cases)} records failed: s3:/// (malformed_record")
     assert len(failed_reasons) == 10 and len(skipped_reasons) == 3
-    new = sorted(set(list_keys(s3, output_bucket)) - set(before))
+    recorded = sorted(f["failure"] for f in summary["failed"] if "failure" in f)
+    assert len(recorded) == 9 and all(k.startswith("depth/failures/") and k.endswith(".json") for k in recorded)
+    new = sorted(set(list_keys(s3, output_bucket)) - set(before) - set(recorded))
     assert new == [f"depth/{prefix}/{stem}.{ext}" for stem in ("good-a.jpg", "good-b.png") for ext in ("pfm", "png")]
 
 
@@ -317,9 +320,10 @@ def test_sqs_batch_with_good_and_bad_messages(entry, lambda_context, s3, output_
 
     result = entry.lambda_handler(event, lambda_context)
 
-    expected = sorted(f"msg-{i}" for i, (_, status, _) in enumerate(cases) if status == "failed")
-    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == expected
-    new = set(list_keys(s3, output_bucket)) - set(before)
+    # redelivered: the malformed record's message alone (the other failures are recorded under failures/)
+    expected = [f"msg-{i}" for i, (_, _, reason) in enumerate(cases) if reason == "malformed_record"]
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == expected
+    new = {k for k in set(list_keys(s3, output_bucket)) - set(before) if not k.startswith("depth/failures/")}
     assert new == {f"depth/{prefix}/{stem}.{ext}" for stem in ("good-a.jpg", "good-b.png") for ext in ("pfm", "png")}
 
 

@@ -33,7 +33,15 @@ from localdev.events import (
     sqs_event,
 )
 from localdev.function import LambdaContext, function_env
-from localdev.images import encode, jpeg_claiming, png_claiming, scene
+from localdev.images import (
+    encode,
+    jpeg_claiming,
+    jpeg_scan_bomb,
+    jpeg_with_comments,
+    png_claiming,
+    png_with_chunks,
+    scene,
+)
 from localdev.s3_emulator import CREDENTIALS, free_port, start_moto
 from support.readers import read_glb_points, read_pfm, read_ply_points
 
@@ -58,11 +66,14 @@ __all__ = [
     "function_env",
     "jpeg_claiming",
     "jpeg_with_exif",
+    "jpeg_scan_bomb",
+    "jpeg_with_comments",
     "list_keys",
     "load_event",
     "local_client",
     "multipart",
     "png_claiming",
+    "png_with_chunks",
     "read_glb_points",
     "read_pfm",
     "read_ply_points",
