@@ -45,14 +45,10 @@ def jpeg_scans(data: bytes) -> tuple[int, int]:
     scans = segments = 0
     pos, end = 2, len(data)
     while pos + 1 < end and segments <= MAX_JPEG_SEGMENTS and scans <= MAX_JPEG_SCANS:
-        if data[pos] != 0xFF or data[pos + 1] == 0xFF:  # garbage or fill bytes before a marker: find the marker
-            found = _NEXT_MARKER.search(data, pos)
-            if found is None:
-                break
-            pos = found.start()
-        marker = data[pos + 1]
-        if marker == _EOI:
+        pos = _marker_at(data, pos)
+        if pos is None or data[pos + 1] == _EOI:
             break
+        marker = data[pos + 1]
         if marker in _STANDALONE:
             pos += 2
             continue
@@ -65,6 +61,14 @@ def jpeg_scans(data: bytes) -> tuple[int, int]:
             found = _NEXT_MARKER.search(data, pos)
             pos = found.start() if found else end
     return scans, segments
+
+
+def _marker_at(data: bytes, pos: int) -> int | None:
+    """``pos`` if a marker starts there, else where the next one starts past garbage or fill bytes (None: none)."""
+    if data[pos] == 0xFF and data[pos + 1] != 0xFF:
+        return pos
+    found = _NEXT_MARKER.search(data, pos)
+    return found.start() if found else None
 
 
 def _check_jpeg(data: bytes) -> None:

@@ -111,13 +111,16 @@ def _checked(scope: dict[str, Any]) -> dict[str, Any]:
         raise TypeError("the method and path must be strings, the path absolute")
     if not isinstance(scope["query_string"], bytes):
         raise TypeError("the query string must be a string")
-    for pair in scope["headers"]:
-        if not (len(pair) == 2 and all(isinstance(part, bytes) for part in pair)):
-            raise TypeError("every header must be a name and a string value")
+    if not all(_is_header(pair) for pair in scope["headers"]):
+        raise TypeError("every header must be a name and a string value")
     client = scope.get("client")
     if client is not None and not (len(client) == 2 and isinstance(client[0], str | None)):
         raise TypeError("the source IP must be a string")
     return scope
+
+
+def _is_header(pair: Any) -> bool:
+    return len(pair) == 2 and all(isinstance(part, bytes) for part in pair)
 
 
 def _malformed(event: dict, exc: Exception) -> dict[str, Any]:
