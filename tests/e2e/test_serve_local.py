@@ -164,9 +164,9 @@ def test_make_upload_needs_an_image():
 # ------------------------------------------------------------------------------------------------ the poller
 
 
-def test_trigger_retries_a_failed_upload_then_drops_it(entry, s3, sqs, events_bucket, output_bucket):
-    """The poller on the session's endpoint: a broken upload is delivered max_receives times and then dropped; a
-    good one is written once; a key outside uploads/ never notifies."""
+def test_trigger_records_a_broken_upload_once(entry, s3, sqs, events_bucket, output_bucket):
+    """The poller on the session's endpoint: a broken upload is delivered once, recorded under the output bucket's
+    failures/ and not retried; a good one is written once; a key outside uploads/ never notifies."""
     run = f"midas-trigger-{uuid.uuid4().hex[:8]}"
     queue_url = serve_local.wire_trigger(s3, sqs, events_bucket, f"{run}-q", visibility_timeout=1)
     deliveries: dict[str, int] = {}  # source key → times the entry got it
@@ -191,17 +191,19 @@ def test_trigger_retries_a_failed_upload_then_drops_it(entry, s3, sqs, events_bu
         heatmap = wait_for_object(s3, output_bucket, f"depth/uploads/{run}/ok ü.jpg.png")
         assert png_size(heatmap["Body"].read()) == (120, 90)
         deadline = time.monotonic() + TRIGGER_TIMEOUT
-        while deliveries.get(broken, 0) < 2 or queue_depth(sqs, queue_url):
+        while deliveries.get(broken, 0) < 1 or queue_depth(sqs, queue_url):
             assert time.monotonic() < deadline, f"deliveries {deliveries}, queue {queue_depth(sqs, queue_url)}"
             time.sleep(0.25)
-        time.sleep(3)  # three visibility timeouts: a message not dropped would come back
+        time.sleep(3)  # three visibility timeouts: a message not deleted would come back
     finally:
         stop.set()
         poller.join(timeout=10)
-    assert deliveries == {good: 1, broken: 2}
+    assert deliveries == {good: 1, broken: 1}
     assert queue_depth(sqs, queue_url) == 0
     stem = f"depth/uploads/{run}/ok ü.jpg"
     assert list_keys(s3, output_bucket, f"depth/uploads/{run}/") == [f"{stem}.pfm", f"{stem}.png"]  # the entry's
+    record = s3.get_object(Bucket=output_bucket, Key=f"depth/failures/{events_bucket}/{broken}.json")["Body"].read()
+    assert json.loads(record)["key"] == broken
 
 
 def queue_depth(sqs, queue_url: str) -> int:
