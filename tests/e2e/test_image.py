@@ -336,14 +336,20 @@ def test_sqs_batch_with_a_bad_record_reports_only_it(function, emu):
     bad = upload_and_receive(emu, "uploads/batch-bad.jpg", b"not an image at all")[0]
     template = load_event("sqs-receive.json")["Records"][0]
     records = []
-    for event in (good, bad):
+    for message_id, body in (
+        (good.pop("_message_id"), json.dumps(good)),
+        (bad.pop("_message_id"), json.dumps(bad)),  # an upload that fails for good: recorded, the message settled
+        ("not-a-notification", "not JSON at all"),  # fails on every delivery: reported, for the dead-letter queue
+    ):
         record = copy.deepcopy(template)
-        record.update(messageId=event.pop("_message_id"), body=json.dumps(event))
+        record.update(messageId=message_id, body=body)
         records.append(record)
     reply, _ = function.invoke({"Records": records})
-    assert [f["itemIdentifier"] for f in reply["batchItemFailures"]] == [records[1]["messageId"]]
+    assert [f["itemIdentifier"] for f in reply["batchItemFailures"]] == ["not-a-notification"]
     written = list_keys(emu["s3"], OUTPUT_BUCKET, "depth/uploads/batch-")
     assert "depth/uploads/batch-good.jpg.png" in written and "depth/uploads/batch-bad.jpg.png" not in written
+    record = emu["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=f"depth/failures/{INPUT_BUCKET}/uploads/batch-bad.jpg.json")
+    assert json.loads(record["Body"].read())["key"] == "uploads/batch-bad.jpg"
 
 
 def test_the_function_ran_read_only_as_lambdas_user(function):
