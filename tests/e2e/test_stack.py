@@ -302,7 +302,14 @@ def test_queue_mode_does_the_good_messages_of_a_batch_with_a_bad_one(stack, queu
     for key, size in queue.good.items():
         heatmap = wait_for_object(s3, queue.outputs["OutputBucketName"], f"depth/{key}.png")
         assert png_size(heatmap["Body"].read()) == size
-    log = function_log(stack, queue.outputs["FunctionName"])
+
+    def settled() -> list[dict]:  # the heatmaps land before the invocation's log lines reach CloudWatch Logs
+        log = function_log(stack, queue.outputs["FunctionName"])
+        done = {line.get("key") for line in log if line.get("message") == "heatmap written"}
+        stray = any(line.get("message") == "SQS message failed" for line in log)
+        return log if set(queue.good) <= done and stray else []
+
+    log = eventually(settled, "the batch's log lines: every good upload written, the stray message failed")
     written = {line["key"]: line["function_request_id"] for line in log if line.get("message") == "heatmap written"}
     refused = [line for line in log if line.get("message") == "object refused for good: recorded, not retried"]
     failed = [line for line in log if line.get("message") == "SQS message failed"]
@@ -358,9 +365,12 @@ def test_an_upload_that_always_fails_is_recorded_once_and_not_retried(stack, dir
     where = f"depth/failures/{direct['InputBucketName']}/{key}.json"
     record = json.loads(wait_for_object(s3, direct["OutputBucketName"], where)["Body"].read())
     assert (record["key"], record["error"]) == (key, "invalid_image")
-    log = function_log(stack, direct["FunctionName"])
-    refused = [line for line in log if line.get("key") == key and line.get("message", "").startswith("object refused")]
-    assert len(refused) == 1
+
+    def refused() -> list[dict]:  # the record lands before the invocation's log lines reach CloudWatch Logs
+        log = function_log(stack, direct["FunctionName"])
+        return [line for line in log if line.get("key") == key and line.get("message", "").startswith("object refused")]
+
+    assert len(eventually(refused, f"the function logs {key} as refused")) == 1
 
 
 def test_an_event_that_fails_ends_in_the_failure_queue(stack, direct):
