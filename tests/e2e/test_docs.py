@@ -210,8 +210,9 @@ def _named_outputs(block: Block) -> list[str]:
     """Files a block writes with ``-o FILE`` or ``> FILE``."""
     out = []
     for words in doc_commands.commands(block.text):
+        flags = ("-o", ">") if words[:1] == ["aws"] else ("-o", ">", "--output")  # aws --output names a format
         for flag, value in zip(words, words[1:], strict=False):
-            if flag in ("-o", ">", "--output"):
+            if flag in flags:
                 out.append(value)
     return out
 
