@@ -9,11 +9,21 @@ setup: $(VENV)/.installed
 
 # The requirements, then the project's own packages (pyproject.toml: handler, bake, localdev) as an editable install
 # without dependencies: importable by scripts and tests the standard way, a checkout's edits live.
-$(VENV)/.installed: requirements.txt requirements-bake.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-bake.txt requirements-serve.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# What `make serve`, `make bake`, `make upload` and `make invoke-s3` need, and no more: the runtime, the bake's torch,
+# the S3 emulator (requirements-serve.txt). A first `make serve` installs only these; after `make setup` (a superset)
+# they use its venv as it is.
+$(VENV)/.installed-serve: requirements.txt requirements-bake.txt requirements-serve.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements-serve.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+serving := $(if $(wildcard $(VENV)/.installed),$(VENV)/.installed,$(VENV)/.installed-serve)
 
 # The whole suite on moto, then the tests marked s3 (those that talk to S3 and SQS) again against LocalStack,
 # started without Docker by scripts/localstack.sh (which makes .venv-localstack on first use: Python 3.13 + PyPI).
@@ -35,11 +45,11 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 # Bake layer/model/ from the official release (or BAKE_CHECKPOINT=path for an air-gapped build).
-bake: setup
+bake: $(serving)
 	$(BIN)/python scripts/bake_weights.py $(if $(BAKE_CHECKPOINT),--checkpoint "$(BAKE_CHECKPOINT)") $(if $(BAKE_SHA256),--sha256 "$(BAKE_SHA256)")
 
 # The API on 127.0.0.1:8000 with an embedded S3 emulator; bakes layer/model/ first if missing.
-serve: setup
+serve: $(serving)
 	$(BIN)/python scripts/serve_local.py
 
 # ---------------------------------------------------------------------------------------------- image & SAM
@@ -81,13 +91,13 @@ image_given = $(if $(filter file undefined default,$(origin IMAGE)),$(error usag
 
 # Upload IMAGE to the emulator's input bucket and run the function on the S3 event (AWS_ENDPOINT_URL, e.g. a
 # running LocalStack, or an embedded moto server when unset). make invoke-s3 IMAGE=photo.jpg [OUT=dir]
-invoke-s3: setup
+invoke-s3: $(serving)
 	$(image_given)
 	$(BIN)/python scripts/local_s3_invoke.py "$(IMAGE)" $(if $(OUT),--download "$(OUT)")
 
 # Upload IMAGE to the running `make serve` stack's input bucket; its trigger writes the heatmap, saved to OUT.
 # make upload IMAGE="café terrace.jpg" [OUT=dir]
-upload: setup
+upload: $(serving)
 	$(image_given)
 	$(BIN)/python scripts/local_s3_invoke.py --serve "$(IMAGE)" --download "$(or $(OUT),out)"
 

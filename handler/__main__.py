@@ -46,14 +46,14 @@ def output_paths(images: list[Path], out: Path, renderings: list[str]) -> dict[P
     """Each image's output files, rendering -> ``out / (image's file name + the rendering's suffix)``; an image
     named twice is one image. Raises :class:`OutputClash` naming the file when an output would be one of the run's
     inputs or two outputs would be the same file."""
-    from handler.s3_outputs import RENDERINGS  # the one place that names the suffixes
+    from handler.s3_outputs import file_name  # the one place that names the suffixes
 
     unique = list({path.resolve(): path for path in reversed(images)}.values())[::-1]
     inputs = {_same_file_key(path): path for path in unique}
     written: dict[str, Path] = {}
     paths: dict[Path, dict[str, Path]] = {}
     for image in unique:
-        files = {rendering: out / f"{image.name}{RENDERINGS[rendering][0]}" for rendering in renderings}
+        files = {rendering: out / file_name(image.name, rendering) for rendering in renderings}
         for file in files.values():
             key = _same_file_key(file)
             if key in inputs:

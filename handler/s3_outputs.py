@@ -32,6 +32,13 @@ def output_key(prefix: str, stem: str, rendering: str) -> str:
     return f"{prefix}{stem}{RENDERINGS[rendering][0]}"
 
 
+def file_name(name: str, rendering: str) -> str:
+    """A rendering's local file name: the input's whole file name plus the rendering's suffix (``photo.jpg`` →
+    ``photo.jpg.png``), the last part of an upload's output key, so that the CLI, `make upload` and `make invoke-s3`
+    name the same file alike."""
+    return f"{name}{RENDERINGS[rendering][0]}"
+
+
 def is_own_output(settings: Settings, bucket: str, key: str) -> bool:
     """True for objects this function writes (guards against recursion even if input and output buckets coincide)."""
     return bucket == settings.output_bucket and key.startswith(settings.output_prefix)

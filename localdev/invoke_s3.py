@@ -54,14 +54,49 @@ def key_problem(key: str) -> str | None:
     return None
 
 
+def save_outputs(s3, bucket: str, source_key: str, keys: dict[str, str], folder: Path) -> dict[str, Path]:
+    """Copy each rendering's object (``keys``: rendering → output key) to ``folder``, named as the CLI names its
+    files: the input's file name plus the rendering's suffix, flat (``uploads/a/photo.jpg`` → ``photo.jpg.png``,
+    ``.pfm``, ``.ply``, ``.glb``)."""
+    from handler.s3_outputs import file_name
+
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = {}
+    for rendering, out_key in keys.items():
+        saved[rendering] = folder / file_name(Path(source_key).name, rendering)
+        s3.download_file(bucket, out_key, str(saved[rendering]))
+    return saved
+
+
+def outputs_of_upload(s3, bucket: str, key: str, etag: str) -> dict[str, str] | None:
+    """The output keys the trigger wrote for this upload (the one whose ETag is ``etag``), or None while its heatmap,
+    written last, is missing or still an earlier upload's: each output's ``source-etag`` metadata names the upload
+    it was made from, so no earlier result of the same key is taken for this one."""
+    from botocore.exceptions import ClientError
+
+    from handler.config import DEFAULT_OUTPUT_PREFIX
+    from handler.s3_outputs import RENDERINGS, output_key
+
+    found = {}
+    for rendering in ("heatmap", *(r for r in RENDERINGS if r != "heatmap")):
+        out_key = output_key(DEFAULT_OUTPUT_PREFIX, key, rendering)
+        try:
+            head = s3.head_object(Bucket=bucket, Key=out_key)
+        except ClientError:
+            head = None
+        if head is not None and head["Metadata"].get("source-etag") == etag:
+            found[rendering] = out_key
+        elif rendering == "heatmap":
+            return None
+    return found
+
+
 def upload_to_serve(args: argparse.Namespace) -> int:
-    """`make upload`: put the image in the running `make serve` stack; its trigger writes the heatmap; fetch it."""
+    """`make upload`: put the image in the running `make serve` stack; its trigger writes the heatmap (and the PFM
+    and point cloud when enabled); fetch every output it wrote for this upload."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from handler.config import DEFAULT_OUTPUT_PREFIX
-    from handler.s3_outputs import output_key
 
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
@@ -75,35 +110,27 @@ def upload_to_serve(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     source, output = f"s3://{serve_local.INPUT_BUCKET}/{key}", serve_local.OUTPUT_BUCKET
-    out_key = output_key(DEFAULT_OUTPUT_PREFIX, key, "heatmap")
     try:
-        s3.delete_object(Bucket=output, Key=out_key)  # so that the heatmap waited for is this upload's
-        s3.put_object(Bucket=serve_local.INPUT_BUCKET, Key=key, Body=args.image.read_bytes())
+        put = s3.put_object(Bucket=serve_local.INPUT_BUCKET, Key=key, Body=args.image.read_bytes())
     except (BotoCoreError, ClientError) as exc:
         print(f"error: no `make serve` stack answers on {endpoint} ({exc}); start one: make serve", file=sys.stderr)
         return 2
+    etag = put["ETag"].strip('"')
     print(f"uploaded {args.image} -> {source}", flush=True)
     deadline = time.monotonic() + UPLOAD_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            body = s3.get_object(Bucket=output, Key=out_key)["Body"].read()
-        except ClientError:
-            time.sleep(0.25)
-            continue
-        line = f"heatmap: s3://{output}/{out_key}"
-        if args.download is not None:
-            local = args.download / Path(out_key).name
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(body)
-            line += f"  (saved to {local})"
-        print(line)
-        return 0
-    print(
-        f"error: no heatmap at s3://{output}/{out_key} {UPLOAD_WAIT_SECONDS} s after the upload: "
-        f"see make serve's log for {source}",
-        file=sys.stderr,
-    )
-    return 1
+    while (keys := outputs_of_upload(s3, output, key, etag)) is None:
+        if time.monotonic() > deadline:
+            print(
+                f"error: no heatmap of this upload in s3://{output}/ {UPLOAD_WAIT_SECONDS} s after it: "
+                f"see make serve's log for {source}",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.25)
+    saved = save_outputs(s3, output, key, keys, args.download) if args.download is not None else {}
+    for rendering, out_key in keys.items():
+        print(f"{rendering}: s3://{output}/{out_key}" + (f"  (saved to {saved[rendering]})" if saved else ""))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,16 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     if not summary["written"]:
         print(f"error: nothing written: {json.dumps(summary)}", file=sys.stderr)
         return 1
+    from handler.s3_outputs import RENDERINGS
+
     for written in summary["written"]:
-        for kind in ("heatmap", "pfm"):
-            if kind not in written:
-                continue
-            out_key = written[kind]
-            line = f"{kind}: s3://{args.output_bucket}/{out_key}"
-            if download is not None:
-                local = download / out_key
-                local.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(args.output_bucket, out_key, str(local))
-                line += f"  (copied to {local})"
-            print(line)
+        keys = {rendering: out_key for rendering, out_key in written.items() if rendering in RENDERINGS}
+        saved = save_outputs(s3, args.output_bucket, written["key"], keys, download) if download is not None else {}
+        for rendering, out_key in keys.items():
+            line = f"{rendering}: s3://{args.output_bucket}/{out_key}"
+            print(line + (f"  (copied to {saved[rendering]})" if saved else ""))
     return 0

@@ -171,6 +171,8 @@ def main() -> None:
     model_dir = Path(os.environ.get("MODEL_DIR") or ROOT / "layer" / "model")
     ensure_model(model_dir)
     endpoint, queue_url = start_s3(s3_port)
+    # CloudWatch's embedded metrics are raw JSON on stdout, read by nobody locally: they would drown the log.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     # The API serves 127.0.0.1 only, to the user who started it: their requests count as authenticated, so that
     # S3 references work as they do for a signed caller of the deployed API (docs/api.md#authentication).
     os.environ.update(

@@ -77,7 +77,8 @@ def _message_failure(body: Any, estimator: DepthEstimator, store: S3Store) -> st
     except (TypeError, ValueError):
         return f"the body is not JSON; {_PERMANENT}"
     if isinstance(notification, dict) and notification.get("Event") == "s3:TestEvent":
-        logger.info("S3 test event dropped", extra={"bucket": notification.get("Bucket")})
+        # Routine (S3 sends one when a notification is configured, e.g. at `make serve`'s start): not news at INFO.
+        logger.debug("S3 test event skipped", extra={"bucket": notification.get("Bucket")})
         return None
     carried = next((source for source in CARRIED if source.matches(notification)), None)
     if carried is None:

@@ -186,17 +186,6 @@ def test_block_is_valid_bash_naming_only_what_exists(block: Block):
 # ------------------------------------------------------------------------------------------------ serve blocks
 
 
-def _files(folder: Path) -> dict[Path, int]:
-    """Regular files written in a block's directory (links to the checkout are not followed)."""
-    found = {}
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            path = Path(dirpath) / name
-            if not path.is_symlink():
-                found[path] = path.stat().st_mtime_ns
-    return found
-
-
 def _source_photo(png: Path, block: Block) -> str | None:
     """The photo a written PNG renders: the longest photo stem its name starts with, else the block's only photo."""
     stems = sorted((name for name in PHOTOS if png.name.startswith(Path(name).stem)), key=len, reverse=True)
@@ -210,8 +199,9 @@ def _named_outputs(block: Block) -> list[str]:
     """Files a block writes with ``-o FILE`` or ``> FILE``."""
     out = []
     for words in doc_commands.commands(block.text):
+        flags = ("-o", ">") if words[:1] == ["aws"] else ("-o", ">", "--output")  # aws --output names a format
         for flag, value in zip(words, words[1:], strict=False):
-            if flag in ("-o", ">", "--output"):
+            if flag in flags:
                 out.append(value)
     return out
 
@@ -228,7 +218,7 @@ def test_serve_block_runs(block: Block, serve_stack: ServeStack, photos: Path, t
     work = block_dir(tmp_path / "work", photos, serve_stack.model_dir)
     env = clean_env() | {"MODEL_DIR": str(serve_stack.model_dir), "S3_PORT": str(serve_stack.s3_port)}
     env["PORT"] = str(serve_stack.api_port)
-    before = _files(work)
+    before = doc_commands.block_files(work)
     script = "set -euo pipefail\n" + rewrite(block.text, serve_stack)
     try:
         done = subprocess.run(
@@ -247,7 +237,7 @@ def test_serve_block_runs(block: Block, serve_stack: ServeStack, photos: Path, t
 
     for name in _named_outputs(block):
         assert (work / name).is_file(), f"{block.id}: {name} was not written\n{report}"
-    after = _files(work)
+    after = doc_commands.block_files(work)
     written = [p for p, mtime in after.items() if before.get(p) != mtime and p.suffix.lower() == ".png"]
     for png in written:
         with Image.open(png) as image:

@@ -533,9 +533,9 @@ def test_start_api_cannot_carry_binary_bodies(start_api, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ the docs' commands
 # Every `image` block of README.md and docs/, run with bash in a copy of the checkout (the build context above,
-# with a photo), `sam` and `make` on PATH, against this run's `sam local start-api` (port 3000 in the docs) and
-# the S3 emulator container, which answers where the docs put LocalStack (localhost:4566, `localstack` on the
-# midas-local network).
+# with a photo, .venv-tools linked: no `sam` on PATH, as for a user), against this run's `sam local start-api`
+# (port 3000 in the docs) and the S3 emulator container, which answers where the docs put LocalStack
+# (localhost:4566, `localstack` on the midas-local network).
 NOT_RUNNABLE_HERE = {
     "localstack/localstack": "pulls LocalStack's image from Docker Hub, which no registry here can serve",
 }
@@ -548,9 +548,11 @@ def test_image_doc_block_runs(block, sam_built, start_api, emu, tmp_path):
         if needle in block.text:
             pytest.skip(f"{block.id} {reason}")
     (sam_built / "photo.jpg").write_bytes(encode(scene(640, 480, seed=15), quality=95))
+    if not (sam_built / ".venv-tools").exists():  # the docs run the SAM CLI make setup installs by its path
+        (sam_built / ".venv-tools").symlink_to(ROOT / ".venv-tools")
     script = "set -euo pipefail\n" + block.text.replace("http://127.0.0.1:3000", start_api)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(SAM_CLI_TELEMETRY="0", PATH=f"{ROOT / '.venv-tools' / 'bin'}:{ROOT / '.venv' / 'bin'}:{env['PATH']}")
+    env.update(SAM_CLI_TELEMETRY="0", PATH=f"{ROOT / '.venv' / 'bin'}:{env['PATH']}")
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     done = subprocess.run(["bash", "-c", script], cwd=sam_built, env=env, capture_output=True, text=True, timeout=900)
     output = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"

@@ -47,7 +47,7 @@ def test_local_s3_invoke_uploads_runs_the_function_and_says_where_the_heatmap_we
     assert f"heatmap: s3://{output_bucket}/{out_key}" in done.stdout
     assert s3.head_object(Bucket=input_bucket, Key="uploads/local invoke/street scene.jpg")["ContentLength"] > 0
     assert _png_size(s3.get_object(Bucket=output_bucket, Key=out_key)["Body"].read()) == (200, 150)
-    assert _png_size((tmp_path / "out" / out_key).read_bytes()) == (200, 150)
+    assert _png_size((tmp_path / "out" / "street scene.jpg.png").read_bytes()) == (200, 150)
     saved = json.loads(event_file.read_text())["Records"][0]["s3"]
     assert saved["object"]["key"] == "uploads/local+invoke/street+scene.jpg"  # encoded as S3 encodes it
     assert saved["bucket"]["name"] == input_bucket

@@ -17,6 +17,7 @@ Any other tag is an error, and so is a fence with no language or a shell languag
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -269,3 +270,20 @@ def static_problems(block: Block) -> list[str]:
                 if not (ROOT / path).exists():
                     problems.append(f"{path!r} is not in the repository")
     return problems
+
+
+# ------------------------------------------------------------------------------------------------ what a block wrote
+
+
+def block_files(folder: Path) -> dict[Path, int]:
+    """The regular files in a block's directory that a block writes for its reader, with their mtimes: links to the
+    checkout are not followed, and hidden directories are left out (what `make setup` or a build inside the block
+    installs there, `.venv`, `.venv-tools`, `.aws-sam`, `.tools`: their PNGs are packages' files, not outputs)."""
+    found = {}
+    for dirpath, dirnames, names in os.walk(folder):
+        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
+        for name in names:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                found[path] = path.stat().st_mtime_ns
+    return found
