@@ -196,10 +196,10 @@ ENTRYPOINT ["moto_server", "-H", "0.0.0.0", "-p", "4566"]
 
 
 def moto_version() -> str:
-    for line in (ROOT / "requirements-dev.txt").read_text().splitlines():
+    for line in (ROOT / "requirements-serve.txt").read_text().splitlines():
         if line.startswith("moto[server]=="):
             return line.split("==", 1)[1].split()[0]
-    raise RuntimeError("requirements-dev.txt pins no moto[server]")
+    raise RuntimeError("requirements-serve.txt pins no moto[server]")
 
 
 @dataclass
