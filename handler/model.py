@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import threading
@@ -150,6 +151,32 @@ def _verified_session(
     return session
 
 
+def _rebuilt_session(model_dir: Path, manifest: Manifest, threads: int, spinning: bool) -> ort.InferenceSession:
+    """The portable model where the image ships its frame instead of model.onnx (one copy of the weights): rebuilt
+    from the frame and the optimised graph's weights, and used only if the bytes are model.onnx's (its sha256)."""
+    path = model_dir / manifest.data["onnx_file"]
+    try:
+        model_bytes = contract.rebuild_portable(model_dir, manifest.data["optimized"])
+    except OSError as exc:
+        raise ModelUnavailable(f"cannot rebuild {path}: {exc.strerror or exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailable(f"cannot rebuild {path}: malformed frame entry ({type(exc).__name__}: {exc})") from None
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    if actual != manifest.data["onnx_sha256"]:
+        raise ModelUnavailable(
+            f"{path} rebuilt from its frame has sha256 {actual}, not the manifest's {manifest.data['onnx_sha256']}: "
+            "refusing to start"
+        )
+    options = contract.session_options(threads, spinning)
+    try:
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        raise ModelUnavailable(f"ONNX Runtime cannot load the rebuilt {path}: {exc}") from None
+    del model_bytes
+    _release_freed_heap()
+    return session
+
+
 @dataclass
 class DepthModel:
     """One ORT session for the container's lifetime; ``infer`` is the forward pass only."""
@@ -193,8 +220,12 @@ class DepthModel:
                 note = str(exc)
             except (KeyError, TypeError, ValueError) as exc:  # a malformed "optimized" entry: not worth a failed start
                 note = f"the manifest's optimised graph entry is malformed ({type(exc).__name__}: {exc})"
-        portable = {model_dir / manifest.data["onnx_file"]: manifest.data["onnx_sha256"]}
-        session = _verified_session(portable, threads, spinning)
+        portable = model_dir / manifest.data["onnx_file"]
+        if not portable.exists() and isinstance(optimized, dict) and "portable_frame" in optimized:
+            session = _rebuilt_session(model_dir, manifest, threads, spinning)
+            note += f"; {portable.name} rebuilt from {contract.PORTABLE_FRAME_FILE} and the optimised graph's weights"
+        else:
+            session = _verified_session({portable: manifest.data["onnx_sha256"]}, threads, spinning)
         return cls(manifest, session, threads, time.perf_counter() - started, variant_note=note)
 
     @staticmethod

@@ -205,7 +205,7 @@ def test_image_holds_the_runtime_only(image):
     assert facts["caches"] == []
     assert facts["uid"] == 993
     assert facts["task"] == ["handler", "requirements.lock"]
-    assert facts["model"] == ["manifest.json", "model.onnx", "model.optimized.data", "model.optimized.onnx"]
+    assert facts["model"] == ["manifest.json", "model.onnx.frame", "model.optimized.data", "model.optimized.onnx"]
 
     def strings(value):
         if isinstance(value, dict):
