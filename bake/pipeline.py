@@ -52,7 +52,9 @@ def _publish(staging: Path, output: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | None = None) -> dict:
+def bake(
+    checkpoint: Path, source: str, output: Path, expected_sha256: str | None = None, *, int8: bool = False
+) -> dict:
     """Checkpoint → MidasNet_small → ONNX → parity check → ``output/``: model.onnx, the optimised graph (and its
     weights), manifest.json.
 
@@ -61,6 +63,7 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
         source: where it came from, for the manifest: a URL is recorded as is, a local path by its file name.
         output: the model directory, replaced as a whole only once everything is verified.
         expected_sha256: when given, the bake fails unless the checkpoint has this digest.
+        int8: also write model.int8.onnx (bake/int8.py) and record its error against fp32 under "int8".
     """
     checkpoint_sha256 = verify_digest(checkpoint, expected_sha256)
     state, test_weights = load_checkpoint(checkpoint)
@@ -89,6 +92,10 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
             "parity": parity,
             "optimized": optimized,
         }
+        if int8:
+            from bake.int8 import write_int8
+
+            manifest["int8"] = write_int8(onnx_path, staging)
         if test_weights is not None:  # what the checkpoint says it is, never guessed from its name
             manifest |= {"test_weights": True, "test_weights_reason": test_weights}
         try:

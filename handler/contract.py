@@ -23,6 +23,12 @@ OPTIMIZED_DATA_FILE = "model.optimized.data"
 # image ships this frame instead of model.onnx, so its weights are there once, and the runtime rebuilds model.onnx,
 # byte for byte (its sha256 checked), from the frame and the optimised weights when the optimised graph does not fit.
 PORTABLE_FRAME_FILE = "model.onnx.frame"
+# The bake's static int8 quantisation of model.onnx (--precision int8), served only when MODEL_PRECISION=int8 and its
+# recorded error against the fp32 model on held-out photographs (manifest "int8" "abs_rel") is within
+# MAX_INT8_ABS_REL (default below).
+INT8_FILE = "model.int8.onnx"
+MAX_INT8_ABS_REL = 0.02
+PRECISIONS = ("fp32", "int8")
 # A seeded input both the bake and the runtime run through the optimised graph: it must give the portable
 # model's output (recorded by the bake) within this fraction of the output's range, or the runtime falls back.
 PROBE_SHAPE = (1, 3, 64, 64)
