@@ -44,9 +44,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Bake layer/model/ from the official release (or BAKE_CHECKPOINT=path for an air-gapped build).
+# Bake layer/model/ from the official release (or BAKE_CHECKPOINT=path for an air-gapped build); BAKE_PRECISION=int8
+# also writes the int8 model and its measured error (docs/bake.md).
 bake: $(serving)
-	$(BIN)/python scripts/bake_weights.py $(if $(BAKE_CHECKPOINT),--checkpoint "$(BAKE_CHECKPOINT)") $(if $(BAKE_SHA256),--sha256 "$(BAKE_SHA256)")
+	$(BIN)/python scripts/bake_weights.py $(if $(BAKE_CHECKPOINT),--checkpoint "$(BAKE_CHECKPOINT)") $(if $(BAKE_SHA256),--sha256 "$(BAKE_SHA256)") $(if $(BAKE_PRECISION),--precision "$(BAKE_PRECISION)")
 
 # The API on 127.0.0.1:8000 with an embedded S3 emulator; bakes layer/model/ first if missing.
 serve: $(serving)

@@ -33,6 +33,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--download-dir", type=Path, default=DEFAULT_DOWNLOAD_DIR, help="where a downloaded checkpoint is kept"
     )
+    parser.add_argument(
+        "--precision",
+        choices=contract.PRECISIONS,
+        default="fp32",
+        help="int8: also write model.int8.onnx and its measured error against fp32 (the runtime's gate)",
+    )
     args = parser.parse_args(argv)
     if args.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
         parser.error(f"--sha256 must be 64 hex digits, got {args.sha256!r}")
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         checkpoint, source = resolve_checkpoint(args.checkpoint, args.url, args.download_dir)
-        manifest = bake(checkpoint, source, args.output, args.sha256)
+        manifest = bake(checkpoint, source, args.output, args.sha256, int8=args.precision == "int8")
     except BakeError as exc:
         print(f"bake_weights: error: {exc}", file=sys.stderr)
         return 1
@@ -54,4 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         f"  onnx sha256       {manifest['onnx_sha256']}\n"
         f"  parity vs torch   max abs {parity['max_abs_error']:.3g}, max rel {parity['max_rel_error']:.3g}"
     )
+    if int8 := manifest.get("int8"):
+        gate = "within" if int8["abs_rel"] <= contract.MAX_INT8_ABS_REL else "beyond"
+        print(
+            f"  int8 vs fp32      abs_rel {int8['abs_rel']:.4f}, delta1 {int8['delta1']:.4f} on held-out photographs "
+            f"({gate} the default MAX_INT8_ABS_REL {contract.MAX_INT8_ABS_REL})"
+        )
     return 0

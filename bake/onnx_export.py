@@ -123,3 +123,71 @@ def write_optimized(onnx_path: Path, output_dir: Path) -> dict:
         "probe_shape": list(contract.PROBE_SHAPE),
         "probe_output": base64.b64encode(expected.astype("<f4").tobytes()).decode(),
     }
+
+
+# Weights smaller than this stay in the frame: cutting them out saves nothing worth a manifest entry.
+FRAME_MIN_PIECE_BYTES = 4096
+NCHWC_BLOCKS = (16, 8, 4)
+
+
+def _blocked_match(weight, candidates: dict, data: bytes):
+    """(name, layout, block) of the optimised graph's tensor that holds ``weight`` exactly, or None."""
+    import numpy as np
+
+    want = weight.tobytes()
+    tries = [("plain", 1)] + [(layout, block) for layout in contract.BLOCK_LAYOUTS[1:] for block in NCHWC_BLOCKS]
+    for name, (offset, dims) in candidates.items():
+        padding = np.subtract(dims, weight.shape) if len(dims) == weight.ndim else None
+        if padding is None or padding.min() < 0 or padding.max() >= max(NCHWC_BLOCKS):
+            continue
+        blocked = np.frombuffer(data, dtype="<f4", count=int(np.prod(dims)), offset=offset).reshape(dims)
+        for layout, block in tries:
+            try:
+                if contract.unblock(blocked, layout, block, weight.shape).tobytes() == want:
+                    return name, layout, block
+            except ValueError:  # dims that are no multiple of this block: not this layout
+                continue
+    return None
+
+
+def write_portable_frame(onnx_path: Path, output_dir: Path, optimized: dict) -> dict:
+    """``output_dir/model.onnx.frame``: model.onnx without the weights the optimised graph holds too, and where each
+    of them is there; checked to rebuild model.onnx byte for byte (:func:`contract.rebuild_portable`)."""
+    import hashlib
+
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(output_dir / optimized["file"]), load_external_data=False).graph
+    candidates = {}
+    for tensor in graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL and tensor.data_type == onnx.TensorProto.FLOAT:
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            candidates[tensor.name] = (int(info.get("offset", 0)), tuple(tensor.dims))
+    data = (output_dir / optimized["data_file"]).read_bytes()
+    portable = onnx_path.read_bytes()
+    pieces, frame, cut = [], bytearray(), 0
+    for tensor in onnx.load_from_string(portable).graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT or len(tensor.raw_data) < FRAME_MIN_PIECE_BYTES:
+            continue
+        weight = numpy_helper.to_array(tensor)
+        match = _blocked_match(weight, candidates, data)
+        at = portable.find(tensor.raw_data, cut)
+        if match is None or at < 0:
+            continue
+        name, layout, block = match
+        frame += portable[cut:at]
+        cut = at + len(tensor.raw_data)
+        offset, dims = candidates[name]
+        pieces.append(
+            {"at": at, "shape": list(weight.shape), "offset": offset, "blocked": list(dims), "layout": layout}
+            | {"block": block}
+        )
+    frame += portable[cut:]
+    path = output_dir / contract.PORTABLE_FRAME_FILE
+    path.write_bytes(frame)
+    entry = {"file": path.name, "bytes": len(frame), "pieces": pieces}
+    rebuilt = contract.rebuild_portable(output_dir, optimized | {"portable_frame": entry})
+    if hashlib.sha256(rebuilt).hexdigest() != sha256_file(onnx_path):
+        raise BakeError("model.onnx rebuilt from its frame and the optimised weights differs from model.onnx")
+    return entry

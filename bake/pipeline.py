@@ -1,5 +1,6 @@
 """The whole bake: checkpoint → MidasNet_small → ONNX → parity check → a model directory (model.onnx, the optimised
-graph and its weights, manifest.json), published only once everything is verified; nothing partial is left."""
+graph and its weights, the frame that rebuilds model.onnx from them, manifest.json), published only once everything
+is verified; nothing partial is left."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from bake import BakeError
 from bake.checkpoint import build_model, load_checkpoint, recorded_source, verify_digest
-from bake.onnx_export import OPSET, export_onnx, verify_parity, write_optimized
+from bake.onnx_export import OPSET, export_onnx, verify_parity, write_optimized, write_portable_frame
 from handler import contract
 from handler.contract import sha256_file
 
@@ -51,7 +52,9 @@ def _publish(staging: Path, output: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | None = None) -> dict:
+def bake(
+    checkpoint: Path, source: str, output: Path, expected_sha256: str | None = None, *, int8: bool = False
+) -> dict:
     """Checkpoint → MidasNet_small → ONNX → parity check → ``output/``: model.onnx, the optimised graph (and its
     weights), manifest.json.
 
@@ -60,6 +63,7 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
         source: where it came from, for the manifest: a URL is recorded as is, a local path by its file name.
         output: the model directory, replaced as a whole only once everything is verified.
         expected_sha256: when given, the bake fails unless the checkpoint has this digest.
+        int8: also write model.int8.onnx (bake/int8.py) and record its error against fp32 under "int8".
     """
     checkpoint_sha256 = verify_digest(checkpoint, expected_sha256)
     state, test_weights = load_checkpoint(checkpoint)
@@ -69,6 +73,8 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
         onnx_path = staging / contract.ONNX_FILE
         export_onnx(model, onnx_path)
         parity = verify_parity(model, onnx_path)
+        optimized = write_optimized(onnx_path, staging)
+        optimized["portable_frame"] = write_portable_frame(onnx_path, staging, optimized)
         manifest = {
             "model": contract.MODEL_NAME,
             "release": contract.MODEL_RELEASE,
@@ -84,8 +90,12 @@ def bake(checkpoint: Path, source: str, output: Path, expected_sha256: str | Non
             "preprocessing": contract.preprocessing(),
             "versions": _versions(),
             "parity": parity,
-            "optimized": write_optimized(onnx_path, staging),
+            "optimized": optimized,
         }
+        if int8:
+            from bake.int8 import write_int8
+
+            manifest["int8"] = write_int8(onnx_path, staging)
         if test_weights is not None:  # what the checkpoint says it is, never guessed from its name
             manifest |= {"test_weights": True, "test_weights_reason": test_weights}
         try:

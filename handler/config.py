@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from handler.contract import IMAGE_MODEL_DIR, MANIFEST_FILE
+from handler.contract import IMAGE_MODEL_DIR, MANIFEST_FILE, MAX_INT8_ABS_REL
 from handler.environment import environment, variable
 from handler.errors import BucketNotAllowed, DepthError, KeyNotAllowed, ModelUnavailable
 
@@ -80,6 +80,14 @@ class Settings(BaseModel):
     )
     ort_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads; 0 = the CPU share (quota or Lambda memory) in whole cores"
+    )
+    model_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="int8: serve the bake's int8 model, where its recorded error passes MAX_INT8_ABS_REL"
+    )
+    max_int8_abs_rel: float = Field(
+        MAX_INT8_ABS_REL,
+        ge=0,
+        description="largest abs_rel of int8 against fp32 on the bake's held-out photographs that int8 is served at",
     )
     health_details: bool = Field(False, description="GET /health also lists library versions and limits")
     ort_spinning: bool | None = Field(

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from handler.contract import IMAGE_MODEL_DIR
+from handler.contract import IMAGE_MODEL_DIR, MAX_INT8_ABS_REL
 from handler.environment import environment
-from handler.model import DepthModel
+from handler.model import DepthModel, model_options
 
 _found = environment()
-_early_options = (_found.get("model_dir") or IMAGE_MODEL_DIR, 0, None)  # (model_dir, ort_threads, ort_spinning)
+# DepthModel.load's arguments: MODEL_DIR and MODEL_PRECISION as found, the rest their defaults; Settings validates
+# them all below, and _model() loads again if they differ.
+_early_options = (
+    _found.get("model_dir") or IMAGE_MODEL_DIR,
+    0,
+    None,
+    _found.get("model_precision", "fp32"),
+    MAX_INT8_ABS_REL,
+)
 _loading: Future[DepthModel] | None = None
-if not {"ort_threads", "ort_spinning"} & set(_found):
+if not {"ort_threads", "ort_spinning", "max_int8_abs_rel"} & set(_found):
     _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
     _loading = _pool.submit(DepthModel.load, *_early_options)
     _pool.shutdown(wait=False)  # the submitted load goes on; no other work will come
@@ -47,7 +55,7 @@ store = S3Store()
 
 def _model() -> DepthModel:
     """The early load when the settings agree with its options; else a load with the settings' own."""
-    if _loading is not None and (settings.model_dir, settings.ort_threads, settings.ort_spinning) == _early_options:
+    if _loading is not None and model_options(settings) == _early_options:
         return _loading.result()
     return DepthModel.from_settings(settings)
 
@@ -59,6 +67,8 @@ def wait_for_estimator() -> DepthEstimator:
     except ModelUnavailable as exc:
         logger.critical(f"refusing to start: {exc}")
         raise
+    if model.precision_note:
+        logger.warning(f"MODEL_PRECISION=int8, but serving fp32: {model.precision_note}")
     if model.variant_note and "optimized" in model.manifest.data:
         logger.warning(f"the bake's optimised graph is not used here: {model.variant_note}; loaded the portable model")
     logger.info(
@@ -66,6 +76,7 @@ def wait_for_estimator() -> DepthEstimator:
         extra={
             "model_version": model.version,
             "variant": model.variant,
+            "precision": model.precision,
             "threads": model.threads,
             "seconds": round(model.load_seconds, 3),
         },

@@ -19,6 +19,16 @@ ONNX_FILE = "model.onnx"
 OPTIMIZED_FILE = "model.optimized.onnx"
 # Its weights, apart from the graph: ORT maps them from the file instead of copying them.
 OPTIMIZED_DATA_FILE = "model.optimized.data"
+# model.onnx without the bytes of the weights the optimised graph also holds (only reordered into NCHWc blocks): the
+# image ships this frame instead of model.onnx, so its weights are there once, and the runtime rebuilds model.onnx,
+# byte for byte (its sha256 checked), from the frame and the optimised weights when the optimised graph does not fit.
+PORTABLE_FRAME_FILE = "model.onnx.frame"
+# The bake's static int8 quantisation of model.onnx (--precision int8), served only when MODEL_PRECISION=int8 and its
+# recorded error against the fp32 model on held-out photographs (manifest "int8" "abs_rel") is within
+# MAX_INT8_ABS_REL (default below).
+INT8_FILE = "model.int8.onnx"
+MAX_INT8_ABS_REL = 0.02
+PRECISIONS = ("fp32", "int8")
 # A seeded input both the bake and the runtime run through the optimised graph: it must give the portable
 # model's output (recorded by the bake) within this fraction of the output's range, or the runtime falls back.
 PROBE_SHAPE = (1, 3, 64, 64)
@@ -133,3 +143,47 @@ def session_options(threads: int = 0, spinning: bool = True, pre_optimized: bool
     # thread pool on the same cores, the spinning threads would take the time that pool needs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
+
+
+# How the optimised graph stores a portable weight: unchanged (biases padded to the block), or a convolution filter
+# in one of ORT's NCHWc blocked layouts (MLAS: [O/B][I/B][H][W][Bi][Bo] or [O/B][I][H][W][Bo]), padded with zeros.
+BLOCK_LAYOUTS = ("plain", "OIHWBiBo", "OIHWBo")
+
+
+def unblock(blocked, layout: str, block: int, shape):  # noqa: ANN001, ANN201  (NumPy arrays, imported by the caller)
+    """The portable weight of ``shape`` held in ``blocked`` (the optimised graph's tensor, its padded dims) in
+    ``layout`` (:data:`BLOCK_LAYOUTS`) with NCHWc block size ``block``; a C-contiguous array."""
+    import numpy as np
+
+    if layout == "plain":
+        return np.ascontiguousarray(blocked.reshape(-1)[: int(np.prod(shape))].reshape(shape))
+    o, i, h, w = blocked.shape
+    if layout == "OIHWBiBo":
+        full = blocked.reshape(o // block, i // block, h, w, block, block).transpose(0, 5, 1, 4, 2, 3)
+    elif layout == "OIHWBo":
+        full = blocked.reshape(o // block, i, h, w, block).transpose(0, 4, 1, 2, 3)
+    else:
+        raise ValueError(f"unknown block layout {layout!r}")
+    return np.ascontiguousarray(full.reshape(o, i, h, w)[: shape[0], : shape[1]])
+
+
+def rebuild_portable(model_dir: Path, optimized: dict) -> bytes:
+    """model.onnx's bytes from :data:`PORTABLE_FRAME_FILE` and the optimised graph's weights, as the bake's
+    ``optimized["portable_frame"]`` entry says: each piece is a weight cut out of model.onnx at ``at``, held by
+    the optimised data file at ``offset`` as a ``blocked`` tensor. The caller checks the result's sha256."""
+    import numpy as np
+
+    frame = (model_dir / optimized["portable_frame"]["file"]).read_bytes()
+    data = (model_dir / optimized["data_file"]).read_bytes()
+    out, used = bytearray(), 0
+    for piece in optimized["portable_frame"]["pieces"]:
+        take = piece["at"] - len(out)
+        if take < 0 or used + take > len(frame):
+            raise ValueError(f"a piece at {piece['at']} lies outside the frame")
+        out += frame[used : used + take]
+        used += take
+        count = int(np.prod(piece["blocked"]))
+        blocked = np.frombuffer(data, dtype="<f4", count=count, offset=piece["offset"]).reshape(piece["blocked"])
+        out += unblock(blocked, piece["layout"], piece["block"], piece["shape"]).tobytes()
+    out += frame[used:]
+    return bytes(out)

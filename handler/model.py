@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import threading
@@ -150,6 +151,63 @@ def _verified_session(
     return session
 
 
+def _int8_session(
+    model_dir: Path, manifest: Manifest, max_abs_rel: float, threads: int, spinning: bool
+) -> ort.InferenceSession:
+    """The bake's int8 model, past its fidelity gate (the error the bake measured against fp32 on held-out
+    photographs) and its sha256 check; ModelUnavailable says why not."""
+    entry = manifest.data.get("int8")
+    if not isinstance(entry, dict):
+        raise ModelUnavailable("the bake wrote no int8 model (scripts/bake_weights.py --precision int8)")
+    try:
+        abs_rel, path, sha256 = float(entry["abs_rel"]), model_dir / entry["file"], entry["sha256"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailable(f"the manifest's int8 entry is malformed ({type(exc).__name__}: {exc})") from None
+    if not abs_rel <= max_abs_rel:
+        raise ModelUnavailable(
+            f"int8's abs_rel against fp32 on the bake's held-out photographs is {abs_rel:.4g}, "
+            f"beyond MAX_INT8_ABS_REL {max_abs_rel:g}"
+        )
+    return _verified_session({path: sha256}, threads, spinning)
+
+
+def model_options(settings: Settings) -> tuple[str, int, bool | None, str, float]:
+    """:meth:`DepthModel.load`'s arguments from ``settings``."""
+    return (
+        settings.model_dir,
+        settings.ort_threads,
+        settings.ort_spinning,
+        settings.model_precision,
+        settings.max_int8_abs_rel,
+    )
+
+
+def _rebuilt_session(model_dir: Path, manifest: Manifest, threads: int, spinning: bool) -> ort.InferenceSession:
+    """The portable model where the image ships its frame instead of model.onnx (one copy of the weights): rebuilt
+    from the frame and the optimised graph's weights, and used only if the bytes are model.onnx's (its sha256)."""
+    path = model_dir / manifest.data["onnx_file"]
+    try:
+        model_bytes = contract.rebuild_portable(model_dir, manifest.data["optimized"])
+    except OSError as exc:
+        raise ModelUnavailable(f"cannot rebuild {path}: {exc.strerror or exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailable(f"cannot rebuild {path}: malformed frame entry ({type(exc).__name__}: {exc})") from None
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    if actual != manifest.data["onnx_sha256"]:
+        raise ModelUnavailable(
+            f"{path} rebuilt from its frame has sha256 {actual}, not the manifest's {manifest.data['onnx_sha256']}: "
+            "refusing to start"
+        )
+    options = contract.session_options(threads, spinning)
+    try:
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        raise ModelUnavailable(f"ONNX Runtime cannot load the rebuilt {path}: {exc}") from None
+    del model_bytes
+    _release_freed_heap()
+    return session
+
+
 @dataclass
 class DepthModel:
     """One ORT session for the container's lifetime; ``infer`` is the forward pass only."""
@@ -160,11 +218,20 @@ class DepthModel:
     load_seconds: float
     variant: str = "portable"  # which file: the bake's optimised graph, or the portable model.onnx
     variant_note: str = ""  # why not the optimised graph, when the portable one is used
+    precision: str = "fp32"  # the weights served: fp32, or the bake's int8 model past its fidelity gate
+    precision_note: str = ""  # why fp32, when int8 was asked for
     runs: int = 0  # images inferred so far in this container
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, model_dir: str | Path, threads: int = 0, spinning: bool | None = None) -> DepthModel:
+    def load(
+        cls,
+        model_dir: str | Path,
+        threads: int = 0,
+        spinning: bool | None = None,
+        precision: str = "fp32",
+        max_int8_abs_rel: float = contract.MAX_INT8_ABS_REL,
+    ) -> DepthModel:
         """Verify the model against its manifest's sha256, then create the session.
 
         The bake's optimised graph (:data:`contract.OPTIMIZED_FILE`) when the manifest has one that fits here: the
@@ -177,6 +244,8 @@ class DepthModel:
             spinning: let idle ORT threads busy-wait for the next operator (ORT's default): faster on whole
                 cores; wasteful where the CPU is a time-sliced fraction of a core.
                 None = only on whole, unthrottled cores.
+            precision: "int8" serves the bake's int8 model (verified like the others) when its recorded abs_rel
+                against fp32 is within ``max_int8_abs_rel``; else fp32, and ``precision_note`` says why.
         """
         started = time.perf_counter()
         model_dir = Path(model_dir)
@@ -184,18 +253,36 @@ class DepthModel:
         share = cpu_share()
         threads = threads or share.threads
         spinning = share.spinning if spinning is None else spinning
+        precision_note = ""
+        if precision == "int8":
+            try:
+                session = _int8_session(model_dir, manifest, max_int8_abs_rel, threads, spinning)
+                return cls(manifest, session, threads, time.perf_counter() - started, "int8", precision="int8")
+            except ModelUnavailable as exc:
+                precision_note = str(exc)
+        model = cls._fp32(model_dir, manifest, threads, spinning)
+        model.load_seconds, model.precision_note = time.perf_counter() - started, precision_note
+        return model
+
+    @classmethod
+    def _fp32(cls, model_dir: Path, manifest: Manifest, threads: int, spinning: bool) -> DepthModel:
+        """The fp32 model: the bake's optimised graph where it fits, else model.onnx (as is, or rebuilt)."""
         note = "the bake wrote no optimised graph"
         if optimized := manifest.data.get("optimized"):
             try:
                 session = cls._optimized_session(model_dir, optimized, threads, spinning)
-                return cls(manifest, session, threads, time.perf_counter() - started, variant="optimized")
+                return cls(manifest, session, threads, 0.0, variant="optimized")
             except ModelUnavailable as exc:
                 note = str(exc)
             except (KeyError, TypeError, ValueError) as exc:  # a malformed "optimized" entry: not worth a failed start
                 note = f"the manifest's optimised graph entry is malformed ({type(exc).__name__}: {exc})"
-        portable = {model_dir / manifest.data["onnx_file"]: manifest.data["onnx_sha256"]}
-        session = _verified_session(portable, threads, spinning)
-        return cls(manifest, session, threads, time.perf_counter() - started, variant_note=note)
+        portable = model_dir / manifest.data["onnx_file"]
+        if not portable.exists() and isinstance(optimized, dict) and "portable_frame" in optimized:
+            session = _rebuilt_session(model_dir, manifest, threads, spinning)
+            note += f"; {portable.name} rebuilt from {contract.PORTABLE_FRAME_FILE} and the optimised graph's weights"
+        else:
+            session = _verified_session({portable: manifest.data["onnx_sha256"]}, threads, spinning)
+        return cls(manifest, session, threads, 0.0, variant_note=note)
 
     @staticmethod
     def _optimized_session(model_dir: Path, optimized: dict, threads: int, spinning: bool) -> ort.InferenceSession:
@@ -217,7 +304,7 @@ class DepthModel:
     @classmethod
     def from_settings(cls, settings: Settings) -> DepthModel:
         """:meth:`load` with the model directory and thread options of ``settings``."""
-        return cls.load(settings.model_dir, settings.ort_threads, settings.ort_spinning)
+        return cls.load(*model_options(settings))
 
     def infer(self, net_input: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float32 → (h, w) float32 relative inverse depth."""

@@ -11,6 +11,9 @@ Every figure comes from fresh worker processes (so cold init and peak RSS are ho
                 4032x3024 JPEGs; peak RSS per size (VmHWM reset between sizes) and idle RSS after init;
   disk          size of the runtime dependencies (requirements.txt's closure) vs. the baseline's (torch instead of ORT);
   FLOP bound    the ONNX forward at 256x192 against 6.9 GFLOP / this machine's measured SGEMM peak;
+  int8          the project again with MODEL_PRECISION=int8 (the bake's int8 model; the fidelity gate opened, as
+                speed does not depend on the weights' values), and fp32 and int8 forwards at 256x192 at one and
+                at all threads, side by side;
   cost          per 1 M images (640x480) at Lambda x86 prices for 1024, 2048 and 3008 MB.
 
     python scripts/bench.py [--checkpoint PATH] [--model-dir DIR] [--json out.json] [--quick]
@@ -175,7 +178,10 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 def spawn(kind: str, env: dict[str, str], images: Path, sizes: str, repeats: int, checkpoint: str) -> dict:
-    """Start a worker; time spawn → READY (cold init) from here, then collect its report."""
+    """Start a worker (``kind``: project, project-int8 or baseline); time spawn → READY (cold init) from here, then
+    collect its report."""
+    if kind == "project-int8":
+        kind, env = "project", {**env, "MODEL_PRECISION": "int8", "MAX_INT8_ABS_REL": str(OPEN_GATE)}
     cmd = [sys.executable, __file__, "--worker", kind, "--images", str(images), "--sizes", sizes]
     cmd += ["--repeats", str(repeats), "--checkpoint", checkpoint]
     started = time.perf_counter()
@@ -215,17 +221,23 @@ def _timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def forward_ms(model_dir: str) -> float:
-    """Median ORT forward at 256x192 with the project's session settings."""
+def forward_ms(model_dir: str, threads: int = 0, precision: str = "fp32") -> float:
+    """Median ORT forward at 256x192 with the project's session settings (``threads`` 0 = the CPU share)."""
     import numpy as np
 
     from handler.model import DepthModel
 
-    model = DepthModel.load(model_dir)
+    model = DepthModel.load(model_dir, threads, precision=precision, max_int8_abs_rel=OPEN_GATE)
+    if model.precision != precision:
+        raise SystemExit(f"asked for {precision}, the model serves {model.precision}: {model.precision_note}")
     x = np.random.default_rng(0).standard_normal((1, 3, 192, 256), dtype=np.float32)
     for _ in range(5):
         model.infer(x)
     return 1000 * statistics.median(_timed(lambda: model.infer(x)) for _ in range(40))
+
+
+# MAX_INT8_ABS_REL for the int8 side: the gate judges fidelity, which the benchmark does not measure.
+OPEN_GATE = 1e9
 
 
 def dependency_mb(requirements: list[str]) -> float:
@@ -304,6 +316,21 @@ def print_table(r: dict) -> None:
         f"\n4032x3024: end to end {big['e2e_ms']:.0f} ms against 1.5 x forward + decode = "
         f"{1.5 * big['forward_ms'] + big['decode_ms']:.0f} ms"
     )
+    if "project_int8" in r:
+        q = r["project_int8"]
+        print("\nfp32 and int8 (MODEL_PRECISION=int8), the same run:\n")
+        print("| figure | int8 | fp32 | int8/fp32 |\n| --- | ---: | ---: | ---: |")
+        row("cold init (spawn → ready)", q["cold_init_s"], p["cold_init_s"], " s", "{:.2f}")
+        for size in SIZES:
+            row(f"{size} warm p50", q["sizes"][size]["p50_ms"], p["sizes"][size]["p50_ms"], " ms")
+            qi, pi = q["sizes"][size]["stages_ms"]["inference"], p["sizes"][size]["stages_ms"]["inference"]
+            row(f"{size} inference stage", qi, pi, " ms", "{:.1f}")
+        print("\nForward at 256x192 (median of 40):\n")
+        for label, ms in r["precisions"].items():
+            print(f"- {label}: {ms:.1f} ms")
+        one = r["precisions"]["fp32, 1 thread"] / r["precisions"]["int8, 1 thread"]
+        print(f"\nint8 at one thread: {one:.2f}x faster than fp32")
+    print(f"\nLoad average before / after: {' '.join(r['load'][:3])} / {' '.join(r['load'][3:])}")
     f = r["forward"]
     print(
         f"\nONNX forward at 256x192: {f['ms']:.1f} ms; SGEMM peak {f['sgemm_gflops']:.0f} GFLOP/s → FLOP bound "
@@ -348,7 +375,7 @@ def main() -> None:
             from bake.pipeline import bake
 
             model_dir = str(tmp / "model")
-            bake(Path(checkpoint), checkpoint, Path(model_dir))
+            bake(Path(checkpoint), checkpoint, Path(model_dir), int8=True)
         images = tmp / "images.json"
         images.write_text(json.dumps({name: photo_like_jpeg(*wh).hex() for name, wh in SIZES.items()}))
 
@@ -361,8 +388,9 @@ def main() -> None:
         if args.repeats:
             repeats = dict.fromkeys(SIZES, args.repeats)
 
-        results: dict = {"machine": _machine()}
-        for kind in ("project", "baseline"):
+        results: dict = {"machine": _machine(), "load": Path("/proc/loadavg").read_text().split()[:3]}
+        int8 = "int8" in json.loads((Path(model_dir) / "manifest.json").read_text())
+        for kind in ("project", "project-int8", "baseline") if int8 else ("project", "baseline"):
             print(f"measuring {kind} …", file=sys.stderr, flush=True)
             colds = [spawn(kind, env, images, "640x480", 0, checkpoint) for _ in range(args.cold_runs)]
             report: dict = {
@@ -373,7 +401,7 @@ def main() -> None:
             }
             for size in SIZES:  # one process per size: peak RSS of that size alone
                 report["sizes"][size] = spawn(kind, env, images, size, repeats[size], checkpoint)["sizes"][size]
-            results[kind] = report
+            results[kind.replace("-", "_")] = report
 
         results["overhead"] = {}
         for size in SIZES:
@@ -390,6 +418,15 @@ def main() -> None:
         peak = sgemm_peak_gflops()
         bound = FORWARD_GFLOP / peak * 1000
         results["forward"] = {"ms": ms, "sgemm_gflops": peak, "bound_ms": bound, "ratio_to_bound": ms / bound}
+        if int8:  # each precision at one thread and at the CPU share, alternated so that load hits both alike
+            results["precisions"] = {
+                f"{precision}, {threads or 'all'} thread{'s' if threads != 1 else ''}": forward_ms(
+                    model_dir, threads, precision
+                )
+                for threads in (1, 0)
+                for precision in ("fp32", "int8")
+            }
+        results["load"] += Path("/proc/loadavg").read_text().split()[:3]
         base_reqs = [r for r in runtime_requirements() if not r.startswith("onnxruntime")] + ["torch"]
         results["disk_mb"] = {"project": dependency_mb(runtime_requirements()), "baseline": dependency_mb(base_reqs)}
         results["cost"] = {}

@@ -26,6 +26,7 @@ def health(request: Request, estimator: Estimator) -> dict[str, Any]:
         "checkpoint_sha256": manifest["checkpoint_sha256"],
         "onnx_sha256": manifest["onnx_sha256"],
         "opset": manifest.get("opset"),
+        "precision": model.precision,
         "warm": model.runs > 0,
         "images_processed": model.runs,
         "model_load_seconds": round(model.load_seconds, 3),

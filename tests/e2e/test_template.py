@@ -326,8 +326,14 @@ def test_function_environment_names_are_settings_the_handler_reads(resources, pa
         "ALLOWED_INPUT_BUCKETS",
         "WRITE_RAW_DEPTH",
         "WRITE_POINT_CLOUD",
+        "MODEL_PRECISION",
     }
     assert {name.lower() for name in ours} <= set(Settings.model_fields)
+    # one parameter picks the precision the image bakes and the function serves, with the setting's values
+    accepted = set(Settings.model_fields["model_precision"].annotation.__args__)
+    assert set(parameters["ModelPrecision"]["AllowedValues"]) == accepted
+    assert parameters["ModelPrecision"]["Default"] == Settings.model_fields["model_precision"].default
+    assert variables["MODEL_PRECISION"] == {"Ref": "ModelPrecision"}
     # the parameter offers exactly the values the setting accepts, and its default is the setting's
     accepted = set(Settings.model_fields["write_point_cloud"].annotation.__args__)
     assert set(parameters["WritePointCloud"]["AllowedValues"]) == accepted

@@ -51,6 +51,7 @@ def test_manifest_records_what_was_baked(baked_model_dir, checkpoint_path):
     assert sorted(p.name for p in baked_model_dir.iterdir()) == [
         "manifest.json",
         "model.onnx",
+        "model.onnx.frame",
         "model.optimized.data",
         "model.optimized.onnx",
     ]
@@ -97,6 +98,7 @@ def test_cli_bake_with_pinned_sha256_replaces_an_existing_output(tmp_path, check
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
         "model.onnx",
+        "model.onnx.frame",
         "model.optimized.data",
         "model.optimized.onnx",
     ]

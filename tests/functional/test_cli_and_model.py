@@ -18,6 +18,7 @@ from handler.contract import sha256_file
 from handler.errors import ModelUnavailable
 from handler.model import DepthModel, cpu_share
 from support import ROOT, encode, read_pfm, scene
+from support.model_dirs import copy_model, edit_manifest, tamper
 
 
 def run_cli(*args: str, env_model_dir: Path | None = None) -> subprocess.CompletedProcess:
@@ -146,22 +147,6 @@ def test_model_dir_order(tmp_path, baked_model_dir, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ model
-
-
-def copy_model(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
-def tamper(path: Path) -> None:
-    with path.open("ab") as fh:
-        fh.write(b"\0")
-
-
-def edit_manifest(model_dir: Path, change) -> None:
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    change(manifest)
-    (model_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_the_bakes_optimised_graph_is_used_and_equals_the_portable_model(tmp_path, baked_model_dir, depth_model):

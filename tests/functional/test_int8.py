@@ -1,0 +1,90 @@
+"""int8 behind a fidelity gate: the real int8 bake (calibrated on the photographs in bake/calibration/), its error
+against fp32 recorded in the manifest, and the runtime serving it only past MAX_INT8_ABS_REL and its sha256 check."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bake import int8
+from bake.pipeline import bake
+from handler import contract
+from handler.config import Settings
+from handler.contract import sha256_file
+from handler.estimator import DepthEstimator
+from handler.model import DepthModel
+from handler.s3_store import S3Store
+from support import local_client
+from support.model_dirs import copy_model, edit_manifest, flip_byte, tamper
+
+LAX = 1e9  # a threshold every int8 bake passes: the test weights' int8 error is meaningless, only the branch counts
+
+
+@pytest.fixture(scope="module")
+def int8_model_dir(checkpoint_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("baked-int8") / "model"
+    bake(checkpoint_path, str(checkpoint_path), out, int8=True)
+    return out
+
+
+def test_the_int8_bake_records_its_file_and_its_error_against_fp32(int8_model_dir, baked_model_dir):
+    manifest = json.loads((int8_model_dir / "manifest.json").read_text())
+    entry = manifest["int8"]
+    assert entry["file"] == contract.INT8_FILE and entry["sha256"] == sha256_file(int8_model_dir / contract.INT8_FILE)
+    assert 0.2 < entry["bytes"] / manifest["onnx_bytes"] < 0.35  # int8 weights: about a quarter of fp32's
+    assert set(entry["calibration"]) == set(int8.CALIBRATION) and not set(int8.CALIBRATION) & set(int8.HELD_OUT)
+    assert set(entry["held_out"]) == set(int8.HELD_OUT)
+    assert entry["abs_rel"] == max(e["abs_rel"] for e in entry["held_out"].values()) >= 0
+    assert 0 <= entry["delta1"] == min(e["delta1"] for e in entry["held_out"].values()) <= 1
+    # the fp32 model is the one the plain bake writes
+    fp32 = json.loads((baked_model_dir / "manifest.json").read_text())
+    assert manifest["onnx_sha256"] == fp32["onnx_sha256"] and "int8" not in fp32
+
+
+def test_aligned_errors_are_zero_for_a_scaled_and_shifted_copy_and_grow_with_noise():
+    reference = np.random.default_rng(0).uniform(0.5, 2.0, size=(48, 64)).astype(np.float32)
+    assert int8.aligned_errors(3 * reference - 0.25, reference) == pytest.approx((0.0, 1.0), abs=1e-6)
+    noisy = reference + np.random.default_rng(1).normal(0, 0.3, size=reference.shape)
+    abs_rel, delta1 = int8.aligned_errors(noisy, reference)
+    assert 0.05 < abs_rel < 0.5 and 0.3 < delta1 < 1
+
+
+def test_the_gate_refuses_the_test_weights_and_serves_fp32(int8_model_dir):
+    abs_rel = json.loads((int8_model_dir / "manifest.json").read_text())["int8"]["abs_rel"]
+    assert abs_rel > contract.MAX_INT8_ABS_REL  # random weights: their int8 error is far beyond any real model's
+    model = DepthModel.load(int8_model_dir, precision="int8")
+    assert model.precision == "fp32" and model.variant == "optimized"
+    assert "beyond MAX_INT8_ABS_REL 0.02" in model.precision_note and f"{abs_rel:.4g}" in model.precision_note
+
+
+def test_past_the_gate_int8_is_served_and_health_says_so(int8_model_dir):
+    fp32 = DepthModel.load(int8_model_dir)
+    model = DepthModel.load(int8_model_dir, precision="int8", max_int8_abs_rel=LAX)
+    assert (model.precision, model.variant, model.precision_note) == ("int8", "int8", "")
+    assert fp32.precision == "fp32" and not fp32.precision_note  # fp32 asked, fp32 served, nothing to say
+    x = np.random.default_rng(5).standard_normal((1, 3, 96, 128), dtype=np.float32)
+    ours, theirs = model.infer(x), fp32.infer(x)
+    assert ours.shape == theirs.shape and np.isfinite(ours).all() and not np.array_equal(ours, theirs)
+    settings = Settings(model_dir=str(int8_model_dir), model_precision="int8", max_int8_abs_rel=LAX, output_bucket="")
+    assert local_client(DepthEstimator(settings, model), S3Store()).get("/health").json()["precision"] == "int8"
+    assert local_client(DepthEstimator(settings, fp32), S3Store()).get("/health").json()["precision"] == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "note"),
+    [
+        (lambda d: tamper(d / contract.INT8_FILE), "model.int8.onnx sha256"),
+        (lambda d: flip_byte(d / contract.INT8_FILE, 5_000_000), "model.int8.onnx sha256"),
+        (lambda d: (d / contract.INT8_FILE).unlink(), "model.int8.onnx is missing"),
+        (lambda d: edit_manifest(d, lambda m: m["int8"].pop("sha256")), "int8 entry is malformed (KeyError"),
+        (lambda d: edit_manifest(d, lambda m: m.pop("int8")), "the bake wrote no int8 model"),
+    ],
+)
+def test_an_int8_model_that_fails_its_checks_falls_back_to_fp32(tmp_path, int8_model_dir, spoil, note):
+    """As a misfit optimised graph does: the fp32 model, verified, and the reason in the log."""
+    model_dir = copy_model(int8_model_dir, tmp_path / "m")
+    spoil(model_dir)
+    model = DepthModel.load(model_dir, precision="int8", max_int8_abs_rel=LAX)
+    assert model.precision == "fp32" and note in model.precision_note

@@ -1,0 +1,22 @@
+"""MODEL_PRECISION and MAX_INT8_ABS_REL: read by Settings, the one reader of the environment, and validated."""
+
+from __future__ import annotations
+
+import pytest
+
+from handler import contract
+from handler.config import Settings
+
+
+def test_settings_read_the_precision_and_the_gate(monkeypatch):
+    monkeypatch.setenv("MODEL_PRECISION", "int8")
+    monkeypatch.setenv("MAX_INT8_ABS_REL", "0.05")
+    assert (Settings().model_precision, Settings().max_int8_abs_rel) == ("int8", 0.05)
+    monkeypatch.delenv("MODEL_PRECISION")
+    monkeypatch.delenv("MAX_INT8_ABS_REL")
+    assert (Settings().model_precision, Settings().max_int8_abs_rel) == ("fp32", contract.MAX_INT8_ABS_REL)
+    for name, value in (("MODEL_PRECISION", "fp16"), ("MAX_INT8_ABS_REL", "-1")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=name.lower()):
+            Settings()
+        monkeypatch.delenv(name)
