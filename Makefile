@@ -119,7 +119,7 @@ base-image:
 # layer/Dockerfile -> $(IMAGE). MODEL_SOURCE=prebaked ships layer/model/ from `make bake`; bake downloads the
 # official checkpoint and bakes it inside the build (CPU torch from PyTorch's index).
 image: base-image
-	docker build --network host -f layer/Dockerfile --build-arg LAMBDA_BASE_DIGEST="$(BASE_DIGEST)" \
+	docker build --network host --force-rm -f layer/Dockerfile --build-arg LAMBDA_BASE_DIGEST="$(BASE_DIGEST)" \
 	  --build-arg MODEL_SOURCE="$(MODEL_SOURCE)" -t "$(IMAGE)" .
 
 # The image under the Lambda emulator at Lambda's CPU shares (cold start, warm latency, memory).

@@ -70,7 +70,9 @@ def build_image(context: Path, tag: str, **build_args: str) -> float:
     args = {"MODEL_SOURCE": "prebaked", **build_args}
     flags = [f"--build-arg={k}={v}" for k, v in args.items()]
     started = time.perf_counter()
-    docker("build", "--network=host", "-f", "layer/Dockerfile", *flags, "-t", tag, ".", cwd=context, timeout=1800)
+    # --force-rm: a failed step (a refused MODEL_SOURCE, a missing layer/model/) leaves no dead container behind
+    build = ["build", "--network=host", "--force-rm", "-f", "layer/Dockerfile", *flags, "-t", tag, "."]
+    docker(*build, cwd=context, timeout=1800)
     return time.perf_counter() - started
 
 
