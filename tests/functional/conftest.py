@@ -6,11 +6,11 @@ The session's bake, S3 endpoint, buckets and entry come from tests/conftest.py, 
 from __future__ import annotations
 
 import http.server
-import threading
 
 import pytest
 
 from support import encode, local_client, scene
+from support.http_servers import serving
 
 
 @pytest.fixture(scope="session")
@@ -62,12 +62,5 @@ def canary():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url, hits

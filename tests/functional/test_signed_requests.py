@@ -18,7 +18,6 @@ import http.server
 import json
 import re
 import subprocess
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -27,6 +26,7 @@ import pytest
 
 from support import LambdaContext, api_event, encode, response_body, scene
 from support.doc_commands import blocks
+from support.http_servers import serving
 
 KEY, SECRET, SESSION_TOKEN = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "FwoGZXIvYXdzEXAMPLE//token"
 _AUTHORIZATION = re.compile(
@@ -116,14 +116,8 @@ def gateway(entry):
             loop.close()
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Gateway)
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", passed
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(server, serve) as url:
+        yield url, passed
 
 
 def account_stubs(gateway_url: str, input_bucket: str, s3_endpoint: str, session_token: str) -> str:
