@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test unit lint bake serve localstack
+.PHONY: setup test unit lint bake serve localstack test-checkpoint
 
 setup: $(VENV)/.installed
 
@@ -48,6 +48,12 @@ lint: setup
 # also writes the int8 model and its measured error (docs/bake.md).
 bake: $(serving)
 	$(BIN)/python scripts/bake_weights.py $(if $(BAKE_CHECKPOINT),--checkpoint "$(BAKE_CHECKPOINT)") $(if $(BAKE_SHA256),--sha256 "$(BAKE_SHA256)") $(if $(BAKE_PRECISION),--precision "$(BAKE_PRECISION)")
+
+# A test checkpoint (the official keys and shapes, seeded random values) at TEST_CHECKPOINT, for offline demos: it
+# makes .venv first, so it works as the first command of a fresh checkout.
+TEST_CHECKPOINT ?= /tmp/midas_test.pt
+test-checkpoint: $(serving)
+	$(BIN)/python scripts/make_test_checkpoint.py "$(TEST_CHECKPOINT)"
 
 # The API on 127.0.0.1:8000 with an embedded S3 emulator; bakes layer/model/ first if missing.
 serve: $(serving)
