@@ -64,6 +64,7 @@ class Outcome:
     key: str
     status: str  # "written" | "skipped" | "failed"
     reason: str = ""
+    error: str = ""  # a failure's error code (the start of its reason)
     outputs: dict[str, str] = field(default_factory=dict)  # rendering → key, of a written object
     retryable: bool = False  # a failure that may succeed as it is on a later attempt
     # a failure of the object itself, recorded (outputs["failure"]: the record's key): retrying it is pointless
@@ -97,7 +98,7 @@ def run(
     """
     started = time.perf_counter()
     outcome = _attempt(bucket, key, estimator=estimator, store=store, etag=etag)
-    if also_as and also_as != key and outcome.reason.startswith(S3ObjectNotFound.code):
+    if also_as and also_as != key and outcome.error == S3ObjectNotFound.code:
         outcome = _attempt(bucket, also_as, estimator=estimator, store=store, etag=etag)
     if outcome.permanent:
         outcome = _record_failure(outcome, settings=estimator.settings, store=store, etag=etag)
@@ -141,8 +142,8 @@ def _turned_away(settings: Settings, bucket: str, key: str) -> Outcome | None:
 
 def _failed(bucket: str, key: str, error: DepthError) -> Outcome:
     reason = f"{error.code}: {error.message}"
-    permanent = isinstance(error, PERMANENT)
-    return Outcome(bucket, key, "failed", reason, retryable=isinstance(error, RETRYABLE), permanent=permanent)
+    retryable, permanent = isinstance(error, RETRYABLE), isinstance(error, PERMANENT)
+    return Outcome(bucket, key, "failed", reason, error=error.code, retryable=retryable, permanent=permanent)
 
 
 def _record_failure(outcome: Outcome, *, settings: Settings, store: S3Store, etag: str | None) -> Outcome:
@@ -151,14 +152,14 @@ def _record_failure(outcome: Outcome, *, settings: Settings, store: S3Store, eta
     if not settings.output_bucket:
         outcome.permanent = False
         return outcome
-    code = outcome.reason.split(":", 1)[0]
     try:
-        marker = s3_outputs.write_failure(
-            store, settings, bucket=outcome.bucket, key=outcome.key, etag=etag, error=code, reason=outcome.reason
-        )
+        where = {"bucket": outcome.bucket, "key": outcome.key, "etag": etag}
+        marker = s3_outputs.write_failure(store, settings, **where, error=outcome.error, reason=outcome.reason)
     except DepthError as exc:
         reason = f"{outcome.reason}; not recorded ({exc.code}: {exc.message})"
-        return Outcome(outcome.bucket, outcome.key, "failed", reason, retryable=isinstance(exc, RETRYABLE))
+        return Outcome(
+            outcome.bucket, outcome.key, "failed", reason, error=outcome.error, retryable=isinstance(exc, RETRYABLE)
+        )
     outcome.outputs["failure"] = marker
     return outcome
 

@@ -36,7 +36,7 @@ def file_name(name: str, rendering: str) -> str:
     """A rendering's local file name: the input's whole file name plus the rendering's suffix (``photo.jpg`` →
     ``photo.jpg.png``), the last part of an upload's output key, so that the CLI, `make upload` and `make invoke-s3`
     name the same file alike."""
-    return f"{name}{RENDERINGS[rendering][0]}"
+    return output_key("", name, rendering)
 
 
 def is_own_output(settings: Settings, bucket: str, key: str) -> bool:
