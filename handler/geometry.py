@@ -210,14 +210,19 @@ def depth_from_disparity(prediction: np.ndarray, options: Options) -> np.ndarray
 def edge_mask(depth: np.ndarray, threshold: float) -> np.ndarray:
     """True where no 4-neighbour's depth differs from this one by more than ``threshold`` (relative)."""
     keep = np.isfinite(depth)
-    with np.errstate(invalid="ignore"):
-        dy = np.abs(np.diff(depth, axis=0)) > threshold * np.minimum(depth[1:], depth[:-1])
-        dx = np.abs(np.diff(depth, axis=1)) > threshold * np.minimum(depth[:, 1:], depth[:, :-1])
+    dy = _cut(depth[1:], depth[:-1], threshold)
+    dx = _cut(depth[:, 1:], depth[:, :-1], threshold)
     keep[1:] &= ~dy
     keep[:-1] &= ~dy
     keep[:, 1:] &= ~dx
     keep[:, :-1] &= ~dx
     return keep
+
+
+def _cut(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """True where depths ``a`` and ``b`` differ by more than ``threshold`` of the nearer one (NaN: False)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(a - b) > threshold * np.minimum(a, b)
 
 
 # ------------------------------------------------------------------------------------------------ points
@@ -256,9 +261,11 @@ def back_project(
         return PointCloud(positions, colours, cam, stride)
     faces = grid_faces(rows, cols, depth, options.edge_threshold)
     # a mesh file holds only the vertices of its triangles (a point of no triangle is no part of the surface)
-    used, faces = np.unique(faces, return_inverse=True)
-    faces = faces.reshape(-1, 3).astype(np.uint32)
-    return PointCloud(positions[used], colours[used], cam, stride, faces)
+    # (a mask and a running count: linear, where sorting every index of a million-triangle mesh is not)
+    used = np.zeros(len(positions), bool)
+    used[faces] = True
+    renumbered = (np.cumsum(used, dtype=np.int64) - 1).astype(np.uint32)
+    return PointCloud(positions[used], colours[used], cam, stride, renumbered[faces])
 
 
 def grid_faces(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -273,9 +280,7 @@ def grid_faces(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, threshold:
     c, d = index[1:, :-1], index[1:, 1:]  # bottom-left, bottom-right
     whole = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
     if threshold is not None:
-        top_right, bottom_left = depth[:-1, 1:], depth[1:, :-1]
-        with np.errstate(invalid="ignore"):
-            whole &= ~(np.abs(top_right - bottom_left) > threshold * np.minimum(top_right, bottom_left))
+        whole &= ~_cut(depth[:-1, 1:], depth[1:, :-1], threshold)
     a, b, c, d = a[whole], b[whole], c[whole], d[whole]
     faces = np.empty((2 * a.size, 3), np.uint32)
     faces[0::2] = np.stack([a, c, b], axis=1)  # y points up, so image-down is counter-clockwise from a to c to b
