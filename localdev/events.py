@@ -37,11 +37,14 @@ def b64(data: bytes) -> str:
 # ------------------------------------------------------------------------------------------------ HTTP
 
 
-def _authorizers() -> dict[str, dict]:
-    """``requestContext.authorizer`` as AWS writes it after authenticating a caller: ``iam`` (SigV4) from a
-    function URL with AuthType AWS_IAM (Powertools' event), ``jwt`` from an HTTP API JWT authorizer (sam's)."""
-    iam = load_event("third_party/powertools/lambdaFunctionUrlIAMEvent.json")["requestContext"]["authorizer"]
-    return {"iam": iam, "jwt": load_event("apigw-v2-http.json")["requestContext"]["authorizer"]}
+# ``requestContext.authorizer`` as AWS writes it after authenticating a caller: ``iam`` (SigV4) from a function URL
+# with AuthType AWS_IAM (Powertools' event), ``jwt`` from an HTTP API JWT authorizer (sam's).
+_AUTHORIZER_EVENTS = {"iam": "third_party/powertools/lambdaFunctionUrlIAMEvent.json", "jwt": "apigw-v2-http.json"}
+
+
+def _authorizer(caller: str) -> dict:
+    """The ``caller``'s authorizer, read from its one event file."""
+    return load_event(_AUTHORIZER_EVENTS[caller])["requestContext"]["authorizer"]
 
 
 def api_event(
@@ -92,7 +95,7 @@ def api_event(
     if caller == "anonymous":
         event["requestContext"].pop("authorizer", None)
     elif caller is not None:
-        event["requestContext"]["authorizer"] = _authorizers()[caller]
+        event["requestContext"]["authorizer"] = _authorizer(caller)
     return event
 
 

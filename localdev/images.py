@@ -37,11 +37,9 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height pixels while its data is a few bytes (a decompression bomb)."""
-    chunk = png_chunk
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
-    )
+    data = png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + data
 
 
 def jpeg_claiming(width: int, height: int) -> bytes:
