@@ -68,6 +68,14 @@ def save_outputs(s3, bucket: str, source_key: str, keys: dict[str, str], folder:
     return saved
 
 
+def list_outputs(s3, bucket: str, source_key: str, keys: dict[str, str], folder: Path | None, copied: str) -> None:
+    """Print each rendering's object (``keys``: rendering → output key), after copying them to ``folder`` if given
+    (``copied``: the words before each local path)."""
+    saved = save_outputs(s3, bucket, source_key, keys, folder) if folder is not None else {}
+    for rendering, out_key in keys.items():
+        print(f"{rendering}: s3://{bucket}/{out_key}" + (f"  ({copied} {saved[rendering]})" if saved else ""))
+
+
 def outputs_of_upload(s3, bucket: str, key: str, etag: str) -> dict[str, str] | None:
     """The output keys the trigger wrote for this upload (the one whose ETag is ``etag``), or None while its heatmap,
     written last, is missing or still an earlier upload's: each output's ``source-etag`` metadata names the upload
@@ -127,9 +135,7 @@ def upload_to_serve(args: argparse.Namespace) -> int:
             )
             return 1
         time.sleep(0.25)
-    saved = save_outputs(s3, output, key, keys, args.download) if args.download is not None else {}
-    for rendering, out_key in keys.items():
-        print(f"{rendering}: s3://{output}/{out_key}" + (f"  (saved to {saved[rendering]})" if saved else ""))
+    list_outputs(s3, output, key, keys, args.download, "saved to")
     return 0
 
 
@@ -191,8 +197,5 @@ def main(argv: list[str] | None = None) -> int:
 
     for written in summary["written"]:
         keys = {rendering: out_key for rendering, out_key in written.items() if rendering in RENDERINGS}
-        saved = save_outputs(s3, args.output_bucket, written["key"], keys, download) if download is not None else {}
-        for rendering, out_key in keys.items():
-            line = f"{rendering}: s3://{args.output_bucket}/{out_key}"
-            print(line + (f"  (copied to {saved[rendering]})" if saved else ""))
+        list_outputs(s3, args.output_bucket, written["key"], keys, download, "copied to")
     return 0
