@@ -168,7 +168,7 @@ def _make_outputs(bucket: str, key: str, *, estimator: DepthEstimator, store: S3
     settings = estimator.settings
     if not settings.output_bucket:
         raise OutputNotConfigured("OUTPUT_BUCKET is not configured")
-    if ".." in key.split("/"):
+    if s3_outputs.has_parent_segments(key):
         raise InvalidRequest("key has '..' segments; refusing to derive an output key from it")
     made_by = s3_outputs.s3_metadata(
         model_sha256=estimator.model.manifest.data["onnx_sha256"],

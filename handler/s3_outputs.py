@@ -39,6 +39,14 @@ def file_name(name: str, rendering: str) -> str:
     return output_key("", name, rendering)
 
 
+def has_parent_segments(key: str) -> bool:
+    """True for a key with a ``..`` segment (``a/../b``, ``../b``, ``a/..``): S3 takes it as a name, but an output
+    key or local path derived from it could climb out of its prefix, so no entry accepts one. Only the whole segment
+    counts (``a..b`` and ``...`` are names); the key is the one decoded from the event, so a literal ``%2e%2e`` is a
+    name too."""
+    return ".." in key.split("/")
+
+
 def is_own_output(settings: Settings, bucket: str, key: str) -> bool:
     """True for objects this function writes (guards against recursion even if input and output buckets coincide)."""
     return bucket == settings.output_bucket and key.startswith(settings.output_prefix)
@@ -120,7 +128,7 @@ def failure_key(settings: Settings, bucket: str, key: str) -> str:
     folder = bucket if _BUCKET_NAME.fullmatch(bucket) else "sha256-" + hashlib.sha256(bucket.encode()).hexdigest()
     where = f"{settings.output_prefix}{FAILURES}{folder}/"
     named = f"{where}{key}.json"
-    if len(named.encode()) <= MAX_KEY_BYTES and ".." not in key.split("/"):
+    if len(named.encode()) <= MAX_KEY_BYTES and not has_parent_segments(key):
         return named
     return f"{where}sha256-{hashlib.sha256(key.encode()).hexdigest()}.json"
 

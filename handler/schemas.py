@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from handler import geometry
 from handler.config import MAX_POINTS_CEILING, Colormap
 from handler.errors import ValidationFailed
+from handler.s3_outputs import has_parent_segments
 
 # Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside a
 # heatmap within Lambda's 6 MB response (200 000 points: 3 MB PLY, 4 MB GLB); more always goes to S3.
@@ -35,7 +36,7 @@ class S3Ref(BaseModel):
     @field_validator("key")
     @classmethod
     def _no_parent_segments(cls, key: str) -> str:
-        if ".." in key.split("/"):
+        if has_parent_segments(key):
             raise ValueError("key must not contain '..' segments")
         return key
 

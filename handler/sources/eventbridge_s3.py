@@ -12,6 +12,7 @@ from handler import job
 from handler.events import eventbridge
 from handler.job import Outcome
 from handler.logs import logger
+from handler.s3_outputs import has_parent_segments
 from handler.sources.settle import settle
 
 if TYPE_CHECKING:
@@ -47,12 +48,8 @@ def outcomes(event: dict, *, estimator: DepthEstimator, store: S3Store) -> list[
     if notification.detail_type != "Object Created":
         return [Outcome(bucket, sent, "skipped", f"not an upload (detail-type is {notification.detail_type!r})")]
     etag, decoded = etag if isinstance(etag, str) else None, detail.object.key
-    if _dot_segments(decoded) and not _dot_segments(sent):
+    if has_parent_segments(decoded) and not has_parent_segments(sent):
         # Only decoding made the "..": an encoding sender writes a literal "%" as "%25", so this one does not encode
         # and the key is the one sent (an object named uploads/%2e%2e/d.jpg, as an S3 notification reads it).
         decoded = sent
     return [job.run(bucket, decoded, estimator=estimator, store=store, etag=etag, also_as=sent)]
-
-
-def _dot_segments(key: str) -> bool:
-    return ".." in key.split("/")

@@ -10,7 +10,14 @@ from handler import errors
 from handler.app import error_response
 from handler.config import Settings
 from handler.headers import API_POLICY, api_headers, page_policy
-from handler.s3_outputs import MAX_METADATA_VALUE, is_own_output, output_key, s3_metadata, upload_renderings
+from handler.s3_outputs import (
+    MAX_METADATA_VALUE,
+    has_parent_segments,
+    is_own_output,
+    output_key,
+    s3_metadata,
+    upload_renderings,
+)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +36,20 @@ def test_every_output_key_is_prefix_whole_stem_and_suffix(rendering, key):
 
 def test_an_upload_and_its_namesake_of_another_format_get_outputs_of_their_own():
     assert output_key("depth/", "uploads/a.jpg", "heatmap") != output_key("depth/", "uploads/a.png", "heatmap")
+
+
+@pytest.mark.parametrize(
+    "key", ["..", "../etc/passwd", "a/../b.jpg", "uploads/../escape.jpg", "hardening/../../etc/passwd", "uploads/.."]
+)
+def test_a_key_with_a_parent_segment_is_refused_by_every_entry(key):
+    assert has_parent_segments(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["uploads/a.jpg", "a..b.jpg", "uploads/.../x.jpg", "uploads/..a/x.jpg", "./a.jpg", "up/%2e%2e/d.jpg", ""]
+)
+def test_a_key_whose_dots_are_part_of_a_name_is_a_name(key):
+    assert not has_parent_segments(key)
 
 
 def test_own_outputs_are_the_output_buckets_keys_under_the_output_prefix():
