@@ -103,10 +103,11 @@ class DepthEstimator:
             return imaging.pfm_bytes(result.inverse_depth)
 
     def point_cloud(
-        self, result: DepthResult, fmt: str, options: geometry.Options
+        self, result: DepthResult, fmt: str, options: geometry.Options, *, max_faces: int | None = None
     ) -> tuple[bytes, geometry.PointCloud]:
         """The point cloud of ``result`` (estimated with ``max_points=options.max_points``) as ``fmt``
-        ("ply" or "glb"; :mod:`handler.pointcloud`), and the points themselves."""
+        ("ply" or "glb"; :mod:`handler.pointcloud`), and the points themselves; a mesh of more than ``max_faces``
+        triangles is refused (``geometry.TooManyFaces``) before it is built or encoded."""
         if result.colors is None:
             raise ValueError("estimate() was not asked for points (max_points)")
         with result.stage("points"):
@@ -118,6 +119,7 @@ class DepthEstimator:
                 result.stride,
                 options,
                 result.exif,
+                max_faces,
             )
         with result.stage("encode_points"):
             return pointcloud.encode(cloud, fmt), cloud

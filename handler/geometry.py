@@ -63,6 +63,15 @@ class Intrinsics:
     source: str  # "given", "fov", "exif-35mm", "exif-focal-plane" or "default-fov"
 
 
+class TooManyFaces(ValueError):
+    """A mesh of more triangles than the caller allows, refused when they are counted: before one is built. The
+    caller, who set the bound, says what it is (the HTTP API: 413 naming MAX_REQUEST_FACES)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"the mesh has {count} triangles; at most {limit} may be made")
+        self.count, self.limit = count, limit
+
+
 @dataclass(frozen=True)
 class Options:
     """How to make points; defaults are the documented ones. Validation of user input is the callers' schema's."""
@@ -236,9 +245,11 @@ def back_project(
     stride: int,
     options: Options,
     exif: CameraExif | None = None,
+    max_faces: int | None = None,
 ) -> PointCloud:
     """The strided prediction (``prediction[::stride, ::stride]`` of a ``width`` x ``height`` image) and its
-    colours (same grid) → points. Use :func:`stride_for` and :func:`sample` for both grids."""
+    colours (same grid) → points. Use :func:`stride_for` and :func:`sample` for both grids. A mesh of more than
+    ``max_faces`` triangles is refused (:class:`TooManyFaces`) as soon as they are counted."""
     if prediction.shape != colors.shape[:2]:
         raise ValueError(f"prediction grid {prediction.shape} and colour grid {colors.shape[:2]} differ")
     cam = intrinsics(width, height, options, exif)
@@ -259,7 +270,7 @@ def back_project(
     colours = np.ascontiguousarray(colors[rows, cols], dtype=np.uint8)
     if not options.mesh:
         return PointCloud(positions, colours, cam, stride)
-    faces = grid_faces(rows, cols, depth, options.edge_threshold)
+    faces = grid_faces(rows, cols, depth, options.edge_threshold, max_faces)
     # a mesh file holds only the vertices of its triangles (a point of no triangle is no part of the surface)
     # (a mask and a running count: linear, where sorting every index of a million-triangle mesh is not)
     used = np.zeros(len(positions), bool)
@@ -268,12 +279,15 @@ def back_project(
     return PointCloud(positions[used], colours[used], cam, stride, renumbered[faces])
 
 
-def grid_faces(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, threshold: float | None = None) -> np.ndarray:
+def grid_faces(
+    rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, threshold: float | None = None, max_faces: int | None = None
+) -> np.ndarray:
     """Two triangles per grid cell whose four corners are all points (``rows``/``cols``: each point's grid cell, in
     point order; ``depth``: the grid's depth), counter-clockwise as seen from the camera (glTF's front faces). Dropped
     points (edges, invalid depth) leave holes rather than stretched triangles; with a ``threshold`` the cell's
     diagonal (top-right to bottom-left, shared by both triangles) obeys the same relative cut as the edges, which
-    :func:`edge_mask` has checked already."""
+    :func:`edge_mask` has checked already. More than ``max_faces`` triangles: :class:`TooManyFaces`, before any is
+    built."""
     index = np.full(depth.shape, -1, np.int64)
     index[rows, cols] = np.arange(rows.size)
     a, b = index[:-1, :-1], index[:-1, 1:]  # top-left, top-right
@@ -281,6 +295,9 @@ def grid_faces(rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, threshold:
     whole = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
     if threshold is not None:
         whole &= ~_cut(depth[:-1, 1:], depth[1:, :-1], threshold)
+    count = 2 * int(np.count_nonzero(whole))
+    if max_faces is not None and count > max_faces:
+        raise TooManyFaces(count, max_faces)
     a, b, c, d = a[whole], b[whole], c[whole], d[whole]
     faces = np.empty((2 * a.size, 3), np.uint32)
     faces[0::2] = np.stack([a, c, b], axis=1)  # y points up, so image-down is counter-clockwise from a to c to b

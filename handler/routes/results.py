@@ -103,27 +103,24 @@ def respond(estimator: DepthEstimator, store: S3Store, request: RenderRequest) -
     )
 
 
-def check_result_bounds(settings: Settings, files: dict[str, bytes], cloud: PointCloudInfo | None) -> None:
-    """413 when one request's renderings exceed what a request may make (MAX_REQUEST_FACES mesh triangles,
-    MAX_RESULT_BYTES in all): checked before anything is returned or written."""
-    hint = 'ask for fewer points ("geometry": {"max_points": ...}), no mesh, or send a smaller image'
-    if cloud is not None and cloud.faces is not None and cloud.faces > settings.max_request_faces:
-        raise PayloadTooLarge(
-            f"the mesh has {cloud.faces} triangles; one request may make at most {settings.max_request_faces} "
-            f"(MAX_REQUEST_FACES); {hint}"
-        )
+_HINT = 'ask for fewer points ("geometry": {"max_points": ...}), no mesh, or send a smaller image'
+
+
+def check_result_bytes(settings: Settings, files: dict[str, bytes]) -> None:
+    """413 when one request's renderings exceed MAX_RESULT_BYTES in all: checked before anything is returned or
+    written. (Its other bound, MAX_REQUEST_FACES, refuses a mesh when its triangles are counted: :func:`_render`.)"""
     size = sum(len(body) for body in files.values())
     if size > settings.max_result_bytes:
         raise PayloadTooLarge(
             f"the results are {size} bytes; one request may make at most {settings.max_result_bytes} bytes "
-            f"(MAX_RESULT_BYTES); {hint}"
+            f"(MAX_RESULT_BYTES); {_HINT}"
         )
 
 
 def _place(estimator: DepthEstimator, store: S3Store, *, result: DepthResult, request: RenderRequest) -> dict[str, Any]:
     """Render and put the result where it was asked for; returns the fields of a DepthResponse."""
     files, fields = _render(estimator, result, request)
-    check_result_bounds(estimator.settings, files, fields.get("point_cloud"))
+    check_result_bytes(estimator.settings, files)
     if request.output in ("inline", "both"):
         fields |= _inline(files, request, fields.get("point_cloud"))
     if request.output in ("s3", "both"):
@@ -134,16 +131,30 @@ def _place(estimator: DepthEstimator, store: S3Store, *, result: DepthResult, re
 def _render(
     estimator: DepthEstimator, result: DepthResult, request: RenderRequest
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The renderings asked for (rendering → bytes), and the response's description of the point cloud."""
-    files = {"heatmap": estimator.heatmap_png(result, request.colormap)}
+    """The renderings asked for (rendering → bytes), and the response's description of the point cloud. The point
+    cloud comes first: a mesh over MAX_REQUEST_FACES is refused when its triangles are counted, before any
+    rendering is built or encoded."""
+    files: dict[str, bytes] = {}
+    fields: dict[str, Any] = {}
+    if request.points is not None:
+        files[request.points.format], fields["point_cloud"] = _point_cloud(estimator, result, request.points)
+    files["heatmap"] = estimator.heatmap_png(result, request.colormap)
     if request.with_depth:
         files["depth_png16"] = estimator.depth_png16(result)
-    if request.points is None:
-        return files, {}
-    files[request.points.format], cloud = estimator.point_cloud(result, request.points.format, request.points.options)
+    return files, fields
+
+
+def _point_cloud(estimator: DepthEstimator, result: DepthResult, ask: PointCloudAsk) -> tuple[bytes, PointCloudInfo]:
+    bound = estimator.settings.max_request_faces
+    try:
+        body, cloud = estimator.point_cloud(result, ask.format, ask.options, max_faces=bound)
+    except geometry.TooManyFaces as exc:
+        raise PayloadTooLarge(
+            f"the mesh has {exc.count} triangles; one request may make at most {bound} (MAX_REQUEST_FACES); {_HINT}"
+        ) from None
     cam = cloud.intrinsics
     info = PointCloudInfo(
-        format=request.points.format,
+        format=ask.format,
         points=len(cloud),
         stride=cloud.stride,
         fx=round(cam.fx, 4),
@@ -153,7 +164,7 @@ def _render(
         intrinsics=cam.source,
         faces=None if cloud.faces is None else len(cloud.faces),
     )
-    return files, {"point_cloud": info}
+    return body, info
 
 
 def _inline(files: dict[str, bytes], request: RenderRequest, cloud: PointCloudInfo | None) -> dict[str, Any]:

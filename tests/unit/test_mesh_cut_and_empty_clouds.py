@@ -10,17 +10,17 @@ import pytest
 
 from handler import geometry, pointcloud
 from handler.errors import EmptyGeometry
-from handler.geometry import Options
+from handler.geometry import Options, TooManyFaces
 
 THRESHOLD = 0.05
 
 
-def cloud_from_depth(depth: np.ndarray, **options) -> geometry.PointCloud:
+def cloud_from_depth(depth: np.ndarray, max_faces: int | None = None, **options) -> geometry.PointCloud:
     """Back-project a depth grid exactly (``scale`` 1: the prediction is the inverse depth), grey colours."""
     height, width = depth.shape
     options = Options(fx=100.0, scale=1.0, max_points=height * width, **options)
     colors = np.full((height, width, 3), 128, np.uint8)
-    return geometry.back_project((1 / depth).astype(np.float32), colors, width, height, 1, options)
+    return geometry.back_project((1 / depth).astype(np.float32), colors, width, height, 1, options, None, max_faces)
 
 
 def smoothed_diagonal_step(height: int = 12, width: int = 16) -> np.ndarray:
@@ -65,6 +65,18 @@ def test_a_mesh_file_holds_only_the_vertices_of_its_triangles():
     assert ply["vertex"].count == 6 and ply["face"].count == 4
     # a cloud (no mesh) keeps every valid point
     assert len(cloud_from_depth(depth)) == 11
+
+
+def test_a_mesh_over_the_triangle_bound_is_refused_when_counted_before_any_file_is_made():
+    """The bound counts exactly the triangles the mesh would have (the edge and diagonal cut included), and an
+    over-bound mesh never becomes a cloud, so there is nothing an encoder could be called with."""
+    depth = smoothed_diagonal_step()
+    made = len(cloud_from_depth(depth, mesh=True, edge_threshold=THRESHOLD).faces)
+    assert len(cloud_from_depth(depth, made, mesh=True, edge_threshold=THRESHOLD).faces) == made
+    with pytest.raises(TooManyFaces, match=f"the mesh has {made} triangles; at most {made - 1} may be made") as refused:
+        cloud_from_depth(depth, made - 1, mesh=True, edge_threshold=THRESHOLD)
+    assert (refused.value.count, refused.value.limit) == (made, made - 1)
+    assert len(cloud_from_depth(depth, 0)) == depth.size  # points alone make no triangle to bound
 
 
 @pytest.mark.parametrize("fmt", ["ply", "glb"])
