@@ -140,7 +140,7 @@ def _blocked_match(weight, candidates: dict, data: bytes):
         padding = np.subtract(dims, weight.shape) if len(dims) == weight.ndim else None
         if padding is None or padding.min() < 0 or padding.max() >= max(NCHWC_BLOCKS):
             continue
-        blocked = np.frombuffer(data, dtype="<f4", count=int(np.prod(dims)), offset=offset).reshape(dims)
+        blocked = contract.blocked_tensor(data, offset, dims)
         for layout, block in tries:
             try:
                 if contract.unblock(blocked, layout, block, weight.shape).tobytes() == want:
@@ -150,9 +150,10 @@ def _blocked_match(weight, candidates: dict, data: bytes):
     return None
 
 
-def write_portable_frame(onnx_path: Path, output_dir: Path, optimized: dict) -> dict:
+def write_portable_frame(onnx_path: Path, output_dir: Path, optimized: dict, onnx_sha256: str) -> dict:
     """``output_dir/model.onnx.frame``: model.onnx without the weights the optimised graph holds too, and where each
-    of them is there; checked to rebuild model.onnx byte for byte (:func:`contract.rebuild_portable`)."""
+    of them is there; checked to rebuild model.onnx (whose sha256 is ``onnx_sha256``) byte for byte
+    (:func:`contract.rebuild_portable`)."""
     import hashlib
 
     import onnx
@@ -188,6 +189,6 @@ def write_portable_frame(onnx_path: Path, output_dir: Path, optimized: dict) -> 
     path.write_bytes(frame)
     entry = {"file": path.name, "bytes": len(frame), "pieces": pieces}
     rebuilt = contract.rebuild_portable(output_dir, optimized | {"portable_frame": entry})
-    if hashlib.sha256(rebuilt).hexdigest() != sha256_file(onnx_path):
+    if hashlib.sha256(rebuilt).hexdigest() != onnx_sha256:
         raise BakeError("model.onnx rebuilt from its frame and the optimised weights differs from model.onnx")
     return entry

@@ -73,8 +73,9 @@ def bake(
         onnx_path = staging / contract.ONNX_FILE
         export_onnx(model, onnx_path)
         parity = verify_parity(model, onnx_path)
+        onnx_sha256 = sha256_file(onnx_path)
         optimized = write_optimized(onnx_path, staging)
-        optimized["portable_frame"] = write_portable_frame(onnx_path, staging, optimized)
+        optimized["portable_frame"] = write_portable_frame(onnx_path, staging, optimized, onnx_sha256)
         manifest = {
             "model": contract.MODEL_NAME,
             "release": contract.MODEL_RELEASE,
@@ -82,7 +83,7 @@ def bake(
             "checkpoint_sha256": checkpoint_sha256,
             "checkpoint_bytes": checkpoint.stat().st_size,
             "onnx_file": contract.ONNX_FILE,
-            "onnx_sha256": sha256_file(onnx_path),
+            "onnx_sha256": onnx_sha256,
             "onnx_bytes": onnx_path.stat().st_size,
             "opset": OPSET,
             "input": {"name": contract.INPUT_NAME, "shape": [1, 3, "height", "width"], "dtype": "float32"},

@@ -143,25 +143,23 @@ def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optio
         parser.error(str(exc))
 
 
-def _formats(args: argparse.Namespace) -> list[str]:
-    """The point-cloud formats asked for."""
-    return [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
-
-
 def _renderings(args: argparse.Namespace) -> list[str]:
     """What the run writes of each image, in the order it reports them."""
-    return ["heatmap", "pfm", *(["depth_png16"] if args.png16 else []), *_formats(args)]
+    formats = [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
+    return ["heatmap", "pfm", *(["depth_png16"] if args.png16 else []), *formats]
 
 
 def _predict(
-    estimator: DepthEstimator, path: Path, *, files: dict[str, Path], args: argparse.Namespace, options: Options
+    estimator: DepthEstimator, path: Path, *, files: dict[str, Path], colormap: str | None, options: Options
 ) -> str:
-    """Write one image's ``files`` (rendering -> path); returns the line that reports them."""
-    formats = _formats(args)
+    """Write one image's ``files`` (rendering -> path, :func:`_renderings`); returns the line that reports them."""
+    from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
+
+    formats = [rendering for rendering in files if rendering in POINT_CLOUD_FORMATS]
     result = estimator.estimate(path.read_bytes(), max_points=options.max_points if formats else None)
     # every file made before any is written: a refused point cloud leaves no half of an image's outputs behind
-    contents = {"heatmap": estimator.heatmap_png(result, args.colormap), "pfm": estimator.depth_pfm(result)}
-    if args.png16:
+    contents = {"heatmap": estimator.heatmap_png(result, colormap), "pfm": estimator.depth_pfm(result)}
+    if "depth_png16" in files:
         contents["depth_png16"] = estimator.depth_png16(result)
     for fmt in formats:
         contents[fmt] = estimator.point_cloud(result, fmt, options)[0]
@@ -186,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path, files in outputs.items():
         try:
-            print(_predict(estimator, path, files=files, args=args, options=options))
+            print(_predict(estimator, path, files=files, colormap=args.colormap, options=options))
         except (OSError, DepthError) as exc:
             failed += 1
             reason = exc.message if isinstance(exc, DepthError) else (exc.strerror or str(exc))

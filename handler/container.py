@@ -13,20 +13,13 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from handler.contract import IMAGE_MODEL_DIR, MAX_INT8_ABS_REL
 from handler.environment import environment
 from handler.model import DepthModel, model_options
 
 _found = environment()
 # DepthModel.load's arguments: MODEL_DIR and MODEL_PRECISION as found, the rest their defaults; Settings validates
 # them all below, and _model() loads again if they differ.
-_early_options = (
-    _found.get("model_dir") or IMAGE_MODEL_DIR,
-    0,
-    None,
-    _found.get("model_precision", "fp32"),
-    MAX_INT8_ABS_REL,
-)
+_early_options = model_options(_found)
 _loading: Future[DepthModel] | None = None
 if not {"ort_threads", "ort_spinning", "max_int8_abs_rel"} & set(_found):
     _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
@@ -55,7 +48,7 @@ store = S3Store()
 
 def _model() -> DepthModel:
     """The early load when the settings agree with its options; else a load with the settings' own."""
-    if _loading is not None and model_options(settings) == _early_options:
+    if _loading is not None and model_options(settings.model_dump()) == _early_options:
         return _loading.result()
     return DepthModel.from_settings(settings)
 

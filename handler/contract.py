@@ -167,12 +167,17 @@ def unblock(blocked, layout: str, block: int, shape):  # noqa: ANN001, ANN201  (
     return np.ascontiguousarray(full.reshape(o, i, h, w)[: shape[0], : shape[1]])
 
 
+def blocked_tensor(data: bytes, offset: int, dims):  # noqa: ANN001, ANN201  (NumPy, imported when called)
+    """The optimised graph's float32 tensor of ``dims`` at ``offset`` in its weights file's ``data`` (a view)."""
+    import numpy as np
+
+    return np.frombuffer(data, dtype="<f4", count=int(np.prod(dims)), offset=offset).reshape(dims)
+
+
 def rebuild_portable(model_dir: Path, optimized: dict) -> bytes:
     """model.onnx's bytes from :data:`PORTABLE_FRAME_FILE` and the optimised graph's weights, as the bake's
     ``optimized["portable_frame"]`` entry says: each piece is a weight cut out of model.onnx at ``at``, held by
     the optimised data file at ``offset`` as a ``blocked`` tensor. The caller checks the result's sha256."""
-    import numpy as np
-
     frame = (model_dir / optimized["portable_frame"]["file"]).read_bytes()
     data = (model_dir / optimized["data_file"]).read_bytes()
     out, used = bytearray(), 0
@@ -182,8 +187,7 @@ def rebuild_portable(model_dir: Path, optimized: dict) -> bytes:
             raise ValueError(f"a piece at {piece['at']} lies outside the frame")
         out += frame[used : used + take]
         used += take
-        count = int(np.prod(piece["blocked"]))
-        blocked = np.frombuffer(data, dtype="<f4", count=count, offset=piece["offset"]).reshape(piece["blocked"])
+        blocked = blocked_tensor(data, piece["offset"], piece["blocked"])
         out += unblock(blocked, piece["layout"], piece["block"], piece["shape"]).tobytes()
     out += frame[used:]
     return bytes(out)

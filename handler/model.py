@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,14 +172,16 @@ def _int8_session(
     return _verified_session({path: sha256}, threads, spinning)
 
 
-def model_options(settings: Settings) -> tuple[str, int, bool | None, str, float]:
-    """:meth:`DepthModel.load`'s arguments from ``settings``."""
+def model_options(values: Mapping[str, Any]) -> tuple[str, int, bool | None, str, float]:
+    """:meth:`DepthModel.load`'s arguments from the settings by field name: ``Settings.model_dump()``, or the
+    environment as :mod:`handler.container`'s early load finds it (raw strings, so only when no numeric or boolean
+    field is set there); a field absent takes its ``Settings`` default."""
     return (
-        settings.model_dir,
-        settings.ort_threads,
-        settings.ort_spinning,
-        settings.model_precision,
-        settings.max_int8_abs_rel,
+        values.get("model_dir") or contract.IMAGE_MODEL_DIR,
+        values.get("ort_threads", 0),
+        values.get("ort_spinning"),
+        values.get("model_precision", "fp32"),
+        values.get("max_int8_abs_rel", contract.MAX_INT8_ABS_REL),
     )
 
 
@@ -304,7 +307,7 @@ class DepthModel:
     @classmethod
     def from_settings(cls, settings: Settings) -> DepthModel:
         """:meth:`load` with the model directory and thread options of ``settings``."""
-        return cls.load(*model_options(settings))
+        return cls.load(*model_options(settings.model_dump()))
 
     def infer(self, net_input: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) float32 → (h, w) float32 relative inverse depth."""

@@ -6,6 +6,8 @@ import pytest
 
 from handler import contract
 from handler.config import Settings
+from handler.environment import environment
+from handler.model import model_options
 
 
 def test_settings_read_the_precision_and_the_gate(monkeypatch):
@@ -20,3 +22,14 @@ def test_settings_read_the_precision_and_the_gate(monkeypatch):
         with pytest.raises(ValueError, match=name.lower()):
             Settings()
         monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("found", [{}, {"MODEL_DIR": "/opt/model", "MODEL_PRECISION": "int8"}])
+def test_the_early_model_load_reads_the_options_the_settings_validate(monkeypatch, found):
+    """The container starts loading the model from the raw environment before Settings exists: with only MODEL_DIR
+    and MODEL_PRECISION set (or nothing), its options are the ones the validated settings give (no second load)."""
+    for name in ("MODEL_DIR", "MODEL_PRECISION", "ORT_THREADS", "ORT_SPINNING", "MAX_INT8_ABS_REL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in found.items():
+        monkeypatch.setenv(name, value)
+    assert model_options(environment()) == model_options(Settings().model_dump())
