@@ -3,7 +3,7 @@ machine, until Ctrl-C; scripts/stack.py is its command line, the e2e test (tests
 
     .venv/bin/python scripts/stack.py [--port 4599] [--stack-name midas-depth] [Parameter=Value ...]
 
-LocalStack runs as a host process from its Python package (scripts/localstack.sh makes .venv-localstack), with the
+LocalStack runs as a host process from its Python package (localdev/localstack.py makes .venv-localstack), with the
 repository's LocalStack plugin (localstack-plugin/, installed here into that venv) for what community lacks: image
 functions, and the Lambda init where it cannot be downloaded. Each run is separate from any other: its own port, a
 fresh state directory (FILESYSTEM_ROOT), and Lambda containers named ``midas-stack-<run id>-lambda-...``. The stack
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
-import os
 import secrets
 import shutil
 import signal
@@ -30,25 +29,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localdev import localstack as launcher
 from localdev.lambda_container import docker, engine_error
+from localdev.localstack import CREDENTIALS, REGION
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "localstack-plugin"
 BUILT_TEMPLATE = Path(".aws-sam") / "build" / "template.yaml"
 DEFAULT_PORT = 4599
 STACK_NAME = "midas-depth"
-REGION = "us-east-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
 # LocalStack community has no HTTP API (API Gateway v2): the function URL carries the same payload format 2.0. A
 # public URL needs the concurrency cap (the template's Rules), which ReservedConcurrency's default gives.
 PARAMETERS = {"EnableFunctionUrl": "true", "FunctionUrlAuthType": "NONE"}
-START_SECONDS = 180
 DEPLOY_SECONDS = 300
-STOP_SECONDS = 30
 
 
 def interface_address(name: str) -> str:
@@ -59,9 +55,9 @@ def interface_address(name: str) -> str:
 
 
 def localstack_venv() -> Path:
-    """LocalStack's venv (made by scripts/localstack.sh with its pins), with this repository's plugin installed."""
-    subprocess.run(["bash", str(ROOT / "scripts" / "localstack.sh"), "install"], check=True)
-    venv = Path(os.environ.get("LOCALSTACK_VENV") or ROOT / ".venv-localstack")
+    """LocalStack's venv (:func:`localdev.localstack.install`, with its pins), with this repository's plugin
+    installed."""
+    venv = launcher.install()
     digest = hashlib.sha256()
     for path in sorted(p for p in PLUGIN.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(path.relative_to(PLUGIN).as_posix().encode() + b"\0" + path.read_bytes())
@@ -76,16 +72,6 @@ def localstack_venv() -> Path:
             subprocess.run([*pip, "--force-reinstall", str(source)], check=True)
         stamp.touch()
     return venv
-
-
-def free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: past connections do not count
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def client(endpoint: str, service: str) -> Any:
@@ -103,103 +89,37 @@ def client(endpoint: str, service: str) -> Any:
     )
 
 
-@dataclass
-class LocalStack:
-    """LocalStack community as a host process for one run (start, stop), from ``venv``."""
+class LocalStack(launcher.LocalStack):
+    """The launcher's LocalStack for one stack run: every service, also on ``gateway`` (docker0's address, where
+    the function containers reach it), its Lambda containers named ``<name>-lambda-...`` and removed at stop."""
 
-    venv: Path
-    port: int = DEFAULT_PORT
-    gateway: str = field(default_factory=lambda: interface_address("docker0"))
-    name: str = field(default_factory=lambda: f"midas-stack-{secrets.token_hex(4)}")
-    state: Path | None = None  # the run's directory: FILESYSTEM_ROOT and the log
-    process: subprocess.Popen | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.state / "localstack.log"
-
-    def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_")) and k != "HOSTNAME"}
-        env.update(
-            GATEWAY_SERVER="hypercorn",
-            # loopback for this machine, docker0 for the function containers (HOSTNAME_FROM_LAMBDA: the address
-            # LocalStack gives them, as AWS_ENDPOINT_URL and for its init)
-            GATEWAY_LISTEN=f"127.0.0.1:{self.port},{self.gateway}:{self.port}",
-            HOSTNAME_FROM_LAMBDA=self.gateway,
-            LAMBDA_DOCKER_NETWORK="bridge",
+    def __init__(self, venv: Path, port: int = DEFAULT_PORT, gateway: str | None = None) -> None:
+        self.gateway = gateway or interface_address("docker0")
+        super().__init__(venv, port, also_on=(self.gateway,), name=f"midas-stack-{secrets.token_hex(4)}")
+        self.settings = {
+            # HOSTNAME_FROM_LAMBDA: the address LocalStack gives the function containers, as AWS_ENDPOINT_URL and
+            # for its init
+            "HOSTNAME_FROM_LAMBDA": self.gateway,
+            "LAMBDA_DOCKER_NETWORK": "bridge",
             # The host in the URLs LocalStack hands out: function URLs become <id>.lambda-url.<region>.localhost:<port>,
             # names that curl and browsers resolve to this machine without DNS.
-            LOCALSTACK_HOST=f"localhost:{self.port}",
-            MAIN_CONTAINER_NAME=self.name,  # Lambda containers: <name>-lambda-<function>-<id>
-            FILESYSTEM_ROOT=str(self.state / "root"),
-            OVERRIDE_IN_DOCKER="0",
-            DNS_ADDRESS="0",
-            CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES="1",  # the HTTP API (Pro-only) becomes a placeholder
-            DISABLE_EVENTS="1",  # no usage analytics sent out
-            SKIP_SSL_CERT_DOWNLOAD="1",  # plain HTTP only: no certificate fetched
-        )
-        return env
-
-    def start(self) -> LocalStack:
-        for host in ("127.0.0.1", self.gateway):
-            if not free(host, self.port):
-                raise RuntimeError(f"{host}:{self.port} is taken: choose another port (make stack STACK_PORT=...)")
-        self.state = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(self.venv / "bin" / "python"), "-m", "localstack.runtime.main"],
-                cwd=self.state,
-                env=self.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches this script, which stops LocalStack in order
-            )
-        deadline = time.monotonic() + START_SECONDS
-        while not self.healthy():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"LocalStack did not start on {self.endpoint}:\n{self.log_tail()}")
-            time.sleep(0.5)
-        return self
-
-    def healthy(self) -> bool:
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=2) as reply:
-                return reply.status == 200
-        except OSError:
-            return False
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.state or not self.log.is_file():
-            return "(no log)"
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            "LOCALSTACK_HOST": f"localhost:{port}",
+            "MAIN_CONTAINER_NAME": self.name,  # Lambda containers: <name>-lambda-<function>-<id>
+            "CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES": "1",  # the HTTP API (Pro-only) becomes a placeholder
+        }
 
     def containers(self) -> list[str]:
         """This run's Lambda containers, running or not."""
         names = docker("ps", "--all", "--format", "{{.Names}}").stdout.split()
         return [name for name in names if name.startswith(f"{self.name}-lambda-")]
 
-    def stop(self) -> list[str]:
-        """Stop LocalStack (SIGTERM, then SIGKILL), remove this run's containers and state; the containers removed."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, keep_state: bool = False) -> list[str]:
+        """Stop LocalStack, remove this run's containers and state; the containers removed."""
+        super().stop(keep_state)
         # LocalStack leaves its Lambda containers running when it stops
         removed = self.containers()
         for name in removed:
             docker("rm", "--force", name, check=False)
-        if self.state:
-            shutil.rmtree(self.state, ignore_errors=True)
         return removed
 
 
