@@ -7,22 +7,24 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-# The requirements, then the project's own packages (pyproject.toml: handler, bake, localdev) as an editable install
-# without dependencies: importable by scripts and tests the standard way, a checkout's edits live.
-$(VENV)/.installed: requirements.txt requirements-bake.txt requirements-serve.txt requirements-dev.txt pyproject.toml
+# $(VENV) with the requirements of $(1), then the project's own packages (pyproject.toml: handler, bake, localdev) as
+# an editable install without dependencies: importable by scripts and tests the standard way, a checkout's edits live.
+# $(call project_venv,REQUIREMENTS)
+define project_venv
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet -r $(1)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+endef
+
+$(VENV)/.installed: requirements.txt requirements-bake.txt requirements-serve.txt requirements-dev.txt pyproject.toml
+	$(call project_venv,requirements-dev.txt)
 
 # What `make serve`, `make bake`, `make upload` and `make invoke-s3` need, and no more: the runtime, the bake's torch,
 # the S3 emulator (requirements-serve.txt). A first `make serve` installs only these; after `make setup` (a superset)
 # they use its venv as it is.
 $(VENV)/.installed-serve: requirements.txt requirements-bake.txt requirements-serve.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements-serve.txt
-	$(BIN)/pip install --quiet --no-deps -e .
-	touch $@
+	$(call project_venv,requirements-serve.txt)
 serving := $(if $(wildcard $(VENV)/.installed),$(VENV)/.installed,$(VENV)/.installed-serve)
 
 # The whole suite on moto, then the tests marked s3 (those that talk to S3 and SQS) again against LocalStack,
