@@ -72,7 +72,7 @@ DOCKERFILE_PARSER_VERSION := 3.4.0
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-sam-$(SAM_CLI_VERSION)-cfn-lint-$(CFN_LINT_VERSION)-dockerfile-$(DOCKERFILE_PARSER_VERSION)
 SAM := SAM_CLI_TELEMETRY=0 $(TOOLS_VENV)/bin/sam
 
-.PHONY: tools-venv validate invoke-s3 upload base-image image bench-image
+.PHONY: tools-venv validate invoke-s3 upload sam-invoke base-image image bench-image
 
 setup: $(TOOLS_STAMP)
 tools-venv: $(TOOLS_STAMP)
@@ -109,6 +109,13 @@ invoke-s3: $(serving)
 upload: $(serving)
 	$(image_given)
 	$(BIN)/python scripts/local_s3_invoke.py --serve "$(IMAGE)" --download "$(or $(OUT),out)"
+
+# The image `sam build` built, under `sam local invoke`, on IMAGE's S3, EventBridge and SQS events, against moto's
+# server on the Docker network SAM_NETWORK (its gateway): offline, no LocalStack. make sam-invoke IMAGE=photo.jpg
+SAM_NETWORK ?= midas-local
+sam-invoke: $(serving) $(TOOLS_STAMP)
+	$(image_given)
+	$(BIN)/python scripts/sam_local_invoke.py "$(IMAGE)" --network "$(SAM_NETWORK)" --sam "$(TOOLS_VENV)/bin/sam" $(if $(OUT),--out "$(OUT)")
 
 # ---------------------------------------------------------------------------------------------- the image
 # The Lambda base image: present, or pulled, or (where no registry answers) a local stand-in built from Debian

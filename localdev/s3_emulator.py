@@ -17,10 +17,10 @@ import urllib.request
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port of ``host`` (an address of this machine) that nothing listens on right now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -36,16 +36,16 @@ def start_moto(port: int = 0):
     return server, f"http://{host}:{bound}"
 
 
-def start_moto_process() -> tuple[subprocess.Popen, str]:
-    """moto's server in a child process on a free port of 127.0.0.1 (its memory is not this process's); returns
-    (the process, its URL) once it answers."""
-    port = free_port()
+def start_moto_process(host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
+    """moto's server in a child process on a free port of ``host``, an address of this machine (its memory is not
+    this process's); returns (the process, its URL) once it answers."""
+    port = free_port(host)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     for _ in range(100):
         try:
             urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()

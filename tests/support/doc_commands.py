@@ -5,6 +5,8 @@ A block's tag is an HTML comment on the line just before its opening fence, ``<!
 - ``serve`` (the default when there is no comment): run by tests/e2e/test_docs.py against a running ``make serve``
   stack, in a directory holding photos and the checkout;
 - ``image``: needs Docker / SAM (the built image, ``sam local``); the image tests run these (``blocks("image")``);
+- ``sam``: ``sam build`` and ``sam local invoke`` against moto's server (``make sam-invoke``); run by
+  tests/e2e/test_sam_invoke_docs.py in a copy of the checkout;
 - ``aws``: needs a real AWS account; not run, only checked (``bash -n``, and every make target, repository path and
   script it names must exist);
 - ``setup``: setup, bake and test commands the suite itself embodies (running ``make test`` inside ``make test``
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from support import ROOT
 
-TAGS = ("serve", "image", "aws", "setup", "stack")
+TAGS = ("serve", "image", "sam", "aws", "setup", "stack")
 DEFAULT_TAG = "serve"
 SHELL_LANGUAGES = ("bash", "sh")
 # Fences that are not commands: output, payloads, configuration.
@@ -117,7 +119,7 @@ def all_blocks() -> list[Block]:
 
 
 def blocks(tag: str) -> list[Block]:
-    """The bash/sh blocks with this tag (``serve``, ``image``, ``aws``, ``setup`` or ``stack``)."""
+    """The bash/sh blocks with this tag (one of ``TAGS``)."""
     if tag not in TAGS:
         raise ValueError(f"unknown doc-test tag {tag!r}; known: {', '.join(TAGS)}")
     return [b for b in all_blocks() if b.tag == tag]
