@@ -57,6 +57,12 @@ TEST_CHECKPOINT ?= /tmp/midas_test.pt
 test-checkpoint: $(serving)
 	$(BIN)/python scripts/make_test_checkpoint.py "$(TEST_CHECKPOINT)"
 
+# Retake docs/screenshot.png and docs/screenshot-3d.png: the web page with scikit-image's sample photograph, in headless
+# Chromium (Debian's, apt), serving layer/model/ (MODEL_DIR=... for another baked model).
+.PHONY: screenshot
+screenshot: setup
+	$(BIN)/python scripts/screenshot.py $(if $(MODEL_DIR),--model-dir "$(MODEL_DIR)")
+
 # The API on 127.0.0.1:8000 with an embedded S3 emulator; bakes layer/model/ first if missing.
 serve: $(serving)
 	$(BIN)/python scripts/serve_local.py

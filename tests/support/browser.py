@@ -1,55 +1,18 @@
-"""What the browser tests share: the app served by uvicorn on a free loopback port, and headless Chromium."""
+"""What the browser tests share: the app served by uvicorn on a free loopback port and headless Chromium
+(localdev/browser.py, which `make screenshot` uses too), an API Gateway stage in front of the app, the 3D canvas's
+pixels."""
 
 from __future__ import annotations
 
 import base64
 import io
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-# Debian's chromium (apt), driven by Playwright; never `playwright install` (no browser downloads here).
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps dialling Google's hosts, refused on a closed network.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from localdev.browser import CHROMIUM, CHROMIUM_ARGS, chromium, served
 
-
-@contextmanager
-def served(app) -> Iterator[str]:
-    """uvicorn serving ``app`` on a free port of 127.0.0.1 in a background thread; yields its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "behind_a_stage", "canvas_pixels", "chromium", "served"]
 
 
 def behind_a_stage(app, stage: str, *, root_path: bool = True):
@@ -72,16 +35,3 @@ def canvas_pixels(page) -> np.ndarray:
     """The 3D view's canvas as RGB (its WebGL drawing buffer is preserved, so toDataURL reads what is shown)."""
     url = page.eval_on_selector("#cloud", "c => c.toDataURL('image/png')")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), np.float32)
-
-
-@contextmanager
-def chromium() -> Iterator[object]:
-    """A headless Chromium browser (Playwright), closed on exit."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            browser.close()
