@@ -16,9 +16,11 @@ from handler.config import MAX_POINTS_CEILING, Colormap
 from handler.errors import ValidationFailed
 from handler.s3_outputs import has_parent_segments
 
-# Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside a
-# heatmap within Lambda's 6 MB response (200 000 points: 3 MB PLY, 4 MB GLB); more always goes to S3.
-INLINE_MAX_POINTS = 200_000
+# Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside the
+# heatmap of the largest photo the HTTP API takes, within Lambda's 6 MB response (GLB: 20 bytes a point, base64 adds a
+# third; docs/performance.md#inline-point-clouds has the measured sizes); the web page's 3D tab asks for the same.
+# More always goes to S3.
+INLINE_MAX_POINTS = 120_000
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
 
 

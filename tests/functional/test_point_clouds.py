@@ -150,7 +150,7 @@ def test_api_point_cloud_too_large_inline_is_413_and_s3_only_with_both(client, i
     assert refused.status_code == 413 and "max_points" in refused.json()["message"]
     # the default inline budget fits
     fits = inline_client.post("/depth", json={"image": big, "point_cloud": "ply"}).json()
-    assert fits["point_cloud"]["points"] <= 200_000 and fits["point_cloud"]["stride"] == 4
+    assert fits["point_cloud"]["points"] <= 120_000 and fits["point_cloud"]["stride"] == 5
     both = client.post("/depth", json={**body, "output": "both"}).json()
     assert "point_cloud_base64" not in both and both["point_cloud_s3"]["key"].endswith(".ply")
     assert both["point_cloud"]["points"] == 667 * 500 and "heatmap_png_base64" in both  # stride 3
