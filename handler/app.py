@@ -21,6 +21,7 @@ from handler.estimator import DepthEstimator
 from handler.headers import SecurityHeaders, api_headers
 from handler.logs import logger
 from handler.routes import depth, docs, health, pages, predict
+from handler.routes.bodies import StreamedBodyLimit, largest_body
 from handler.s3_store import S3Store
 from handler.schemas import DepthRequest, ErrorResponse, GeometryRequest, S3Ref, add_request_schema
 
@@ -67,8 +68,9 @@ class ModelWarning:
         await self.app(scope, receive, send_with_warning)
 
 
-def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
-    """The FastAPI app around one estimator and one S3 store (the container's, or a test's)."""
+def create_app(estimator: DepthEstimator, store: S3Store, *, streamed_bodies: bool = False) -> FastAPI:
+    """The FastAPI app around one estimator and one S3 store (the container's, or a test's); ``streamed_bodies``:
+    served by a server that streams request bodies (uvicorn), whose chunked bodies are counted as they arrive."""
     app = FastAPI(
         title="MiDaS_small depth",
         version=estimator.model.version,
@@ -87,6 +89,8 @@ def create_app(estimator: DepthEstimator, store: S3Store) -> FastAPI:
     app.state.started_at = time.time()
     _register_error_handlers(app)
     app.add_middleware(StagePrefix)
+    if streamed_bodies:
+        app.add_middleware(StreamedBodyLimit, limit=largest_body(estimator.settings))
     if estimator.model.manifest.test_weights:
         app.add_middleware(ModelWarning, warning=estimator.model.manifest.test_weights)
     app.add_middleware(SecurityHeaders)  # added last: the outermost, so that error responses get them too

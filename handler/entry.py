@@ -27,8 +27,11 @@ SOURCES: tuple[Source, ...] = (http, s3_notification, sqs, eventbridge_s3, s3_ba
 
 
 def http_app() -> FastAPI:
-    """The FastAPI app around the container's estimator and store (``uvicorn --factory handler.entry:http_app``)."""
-    return http.app(estimator, store)
+    """The FastAPI app around the container's estimator and store, for a server that streams request bodies
+    (``uvicorn --factory handler.entry:http_app``, ``make serve``); Lambda's events go through ``http.app``."""
+    from handler.app import create_app
+
+    return create_app(estimator, store, streamed_bodies=True)
 
 
 @logger.inject_lambda_context(clear_state=True)

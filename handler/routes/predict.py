@@ -7,7 +7,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from handler.errors import InvalidRequest, UnsupportedMediaType, ValidationFailed
-from handler.routes.bodies import media_type, refuse_declared_length
+from handler.routes.bodies import MULTIPART_ENVELOPE, media_type, refuse_declared_length
 from handler.routes.deps import Estimator, Store, run_blocking
 from handler.routes.results import RenderRequest, respond
 from handler.schemas import ERRORS, PredictResponse
@@ -40,8 +40,8 @@ async def predict(request: Request, estimator: Estimator, store: Store) -> Predi
     settings = estimator.settings
     if media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType("POST /predict expects multipart/form-data with a file field 'image'")
-    # the multipart envelope (boundaries, part headers) gets 64 KB on top of the image limit
-    refuse_declared_length(request, settings.max_image_bytes + 64 * 1024, "upload", settings.max_image_bytes)
+    limit = settings.max_image_bytes + MULTIPART_ENVELOPE
+    refuse_declared_length(request, limit, "upload", settings.max_image_bytes)
     try:
         form = await request.form(max_files=1, max_fields=16)
     except StarletteHTTPException as exc:
