@@ -25,6 +25,37 @@ LAMBDA_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 # The most points a deployment may allow one request (MAX_REQUEST_POINTS), and what the API's schema says.
 MAX_POINTS_CEILING = 2_000_000
 
+# Memory: every accepted image must peak below MEMORY_SHARE of the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+# MB). The pixel cap for an image is what fits in that share once the loaded, warm container (MEMORY_BASELINE_MB) and
+# the pipeline's fixed cost (MEMORY_MARGIN_MB: the point budget, Python's and ONNX Runtime's own allocations) are
+# taken: (MEMORY_SHARE * memory - baseline - margin) / bytes per pixel. The bytes per pixel are the pipeline's peak
+# (decode, depth, every rendering the API or the trigger makes, point cloud at its defaults) per decoded pixel, by the
+# mode Pillow decodes the file to, and by format where its decoder holds more than the image; rounded up from
+# measurements (docs/hardening.md#memory, scripts/memory_peaks.py).
+MEMORY_SHARE = 0.9
+MEMORY_BASELINE_MB = 200
+MEMORY_MARGIN_MB = 64
+PEAK_BYTES_PER_PIXEL: dict[str, float] = {"RGB": 9.0, "L": 9.0, "P": 9.0, "RGBA": 9.0, "I;16": 9.0, "F": 9.0}
+# any mode not measured (CMYK, LA, 32-bit integer...): the dearest measured one
+OTHER_MODES_BYTES_PER_PIXEL = max(PEAK_BYTES_PER_PIXEL.values())
+# WebP: Pillow decodes through libwebp's animation decoder, which holds two canvases of its own besides the frame it
+# hands over and Pillow's image
+FORMAT_BYTES_PER_PIXEL: dict[str, float] = {"WEBP": 16.0}
+
+
+def bytes_per_pixel(mode: str, image_format: str | None = None) -> float:
+    """The pipeline's peak memory per decoded pixel of an ``image_format`` file that Pillow decodes as ``mode``."""
+    by_mode = PEAK_BYTES_PER_PIXEL.get(mode, OTHER_MODES_BYTES_PER_PIXEL)
+    return max(by_mode, FORMAT_BYTES_PER_PIXEL.get(image_format or "", 0.0))
+
+
+def memory_pixel_cap(memory_mb: int, mode: str, image_format: str | None = None) -> int:
+    """The most pixels an image (``mode``, ``image_format``: :func:`bytes_per_pixel`) may have for its peak to stay
+    below MEMORY_SHARE of ``memory_mb`` (0 when the loaded container alone takes that share)."""
+    room_mb = MEMORY_SHARE * memory_mb - MEMORY_BASELINE_MB - MEMORY_MARGIN_MB
+    return max(0, int(room_mb * 1024 * 1024 / bytes_per_pixel(mode, image_format)))
+
+
 MODEL_DIR_ENV = "MODEL_DIR"
 DEFAULT_OUTPUT_PREFIX = "depth/"
 # Where `make bake` writes it in a checkout: what a local run (the CLI) uses first.
@@ -62,6 +93,12 @@ class Settings(BaseModel):
     max_image_pixels: int = Field(50_000_000, gt=0, description="largest decoded image (width x height), S3 trigger")
     max_http_image_pixels: int = Field(
         16_777_216, gt=0, description="largest decoded image on the HTTP API (4096 x 4096); capped by max_image_pixels"
+    )
+    aws_lambda_function_memory_size: int | None = Field(
+        None,
+        gt=0,
+        description="MB of memory the function has (set by Lambda); the pixel caps are lowered to what fits in "
+        "90 % of it; unset (a local run) = the configured caps alone",
     )
     max_json_bytes: int = Field(API_GATEWAY_MAX_REQUEST_BYTES, gt=0, description="largest JSON request body")
     # What one API request may make and store: without them a small request (a flat 4096 x 4096 PNG compresses to
@@ -112,7 +149,9 @@ class Settings(BaseModel):
             return frozenset(b.strip() for b in value.split(",") if b.strip())
         return value
 
-    @field_validator("output_bucket", "aws_endpoint_url_s3", "aws_endpoint_url", mode="before")
+    @field_validator(
+        "output_bucket", "aws_endpoint_url_s3", "aws_endpoint_url", "aws_lambda_function_memory_size", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -167,6 +206,12 @@ class Settings(BaseModel):
     def http_max_pixels(self) -> int:
         """The pixel cap of the HTTP path (never above the S3 path's)."""
         return min(self.max_http_image_pixels, self.max_image_pixels)
+
+    def pixel_cap(self, configured: int, mode: str = "RGB", image_format: str | None = None) -> int:
+        """The pixel cap of an image: ``configured`` (a path's cap), lowered to what the function's memory holds
+        (:func:`memory_pixel_cap`) when it runs with a memory size."""
+        memory = self.aws_lambda_function_memory_size
+        return configured if memory is None else min(configured, memory_pixel_cap(memory, mode, image_format))
 
     @model_validator(mode="after")
     def _limits_fit_lambda(self) -> Settings:

@@ -37,6 +37,12 @@ class TooManyPixels(DepthError):
     status_code, code = 413, "too_many_pixels"
 
 
+class ImageTooLarge(DepthError):
+    """An image whose decode and renderings would not fit in the function's memory (the memory-derived pixel cap)."""
+
+    status_code, code = 413, "image_too_large"
+
+
 class TooComplex(DepthError):
     """An image whose decode would cost far more than its pixels (a progressive JPEG's thousands of scans)."""
 

@@ -68,13 +68,16 @@ class DepthEstimator:
                 data,
                 max_bytes=self.settings.max_image_bytes,
                 max_pixels=min(max_pixels or self.settings.max_image_pixels, self.settings.max_image_pixels),
+                memory_mb=self.settings.aws_lambda_function_memory_size,
             )
         height, width = picture.shape[:2]
         if max_points is not None:
             with result.stage("points"):
                 result.stride = geometry.stride_for(height, width, max_points)
-                result.colors = geometry.sample(picture.array, result.stride)
-                result.exif = imaging.camera_exif(data)
+                # only the sampled rows are read out of the decoded image, not a whole RGB copy of it
+                rows = picture[np.arange(0, height, result.stride)]
+                result.colors = np.ascontiguousarray(rows[:, :: result.stride])
+                result.exif = picture.camera  # read with the pixels: the file is not parsed again
         with result.stage("preprocess"):
             net_input = preprocess.to_net_input(picture)
         del picture
@@ -97,7 +100,7 @@ class DepthEstimator:
         with result.stage("encode"):
             return imaging.depth_png16(imaging.normalise(result.inverse_depth, bits=2), self.settings.png_compression)
 
-    def depth_pfm(self, result: DepthResult) -> bytes:
+    def depth_pfm(self, result: DepthResult) -> bytearray:
         """The raw float32 depth as PFM (upstream run.py ``write_pfm``)."""
         with result.stage("encode"):
             return imaging.pfm_bytes(result.inverse_depth)

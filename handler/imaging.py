@@ -1,21 +1,30 @@
 """Bytes ↔ pixels: decode (limits checked before the full decode) and renderings (Inferno PNG, 16-bit PNG, PFM).
 
 Before any pixel is decoded: the file's structure (:mod:`handler.decode_work`: a JPEG's scans, a PNG's chunks), then
-only the supported formats' parsers read the header, then the pixel cap and the codings whose decode work is not
-bounded by the pixels (run-length BMP, decoded in Python; JPEG inside TIFF, whose scans go uncounted) are refused.
+only the supported formats' parsers read the header, then the pixel caps (the configured one, and the one the
+function's memory sets for the mode the file decodes to: :func:`handler.config.memory_pixel_cap`) and the codings
+whose decode work is not bounded by the pixels (run-length BMP, decoded in Python; JPEG inside TIFF, whose scans go
+uncounted) are refused.
 """
 
 from __future__ import annotations
 
 import io
-import sys
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from handler import decode_work, png
 from handler.colormaps import PALETTES
-from handler.errors import InvalidImage, PayloadTooLarge, TooComplex, TooManyPixels, UnsupportedMediaType
+from handler.config import memory_pixel_cap
+from handler.errors import (
+    ImageTooLarge,
+    InvalidImage,
+    PayloadTooLarge,
+    TooComplex,
+    TooManyPixels,
+    UnsupportedMediaType,
+)
 from handler.geometry import CameraExif, read_camera_exif
 
 # We enforce our own pixel limit (Settings.max_image_pixels) from the header, before decoding; Pillow's global
@@ -37,6 +46,7 @@ _NAMED_FORMATS = ("GIF", "ICO", "AVIF", "JPEG2000", "PSD", "QOI", "ICNS", "DDS")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"})
 _EXIF_ORIENTATION = 0x0112
 MAX_SIDE = 16384  # longest side accepted (JPEG's own limit is 65 535; WebP's 16 383)
+_CONVERT_BLOCK = 4 << 20  # bytes of decoded pixels converted to RGB at a time
 
 
 class Picture:
@@ -46,8 +56,9 @@ class Picture:
     Shrinking a photo to the network's size reads 4 rows per output row: a quarter of a 12 MP photo's rows, and
     copying only those saves most of converting all of it (a fresh array of the whole photo)."""
 
-    def __init__(self, img: Image.Image) -> None:
-        self._img = img
+    def __init__(self, img: Image.Image, camera: CameraExif | None = None) -> None:
+        self._img: Image.Image | None = img
+        self.camera = camera or CameraExif()  # the lens fields of its EXIF (:func:`camera_exif`)
         self.shape = (img.height, img.width, 3)
         self._array: np.ndarray | None = None
 
@@ -55,25 +66,28 @@ class Picture:
     def array(self) -> np.ndarray:
         if self._array is None:
             self._array = _to_rgb(self._img)
+            self._img = None  # the decoded image is no longer read: freed as soon as the caller lets go of it
         return self._array
 
     def __getitem__(self, index: object) -> np.ndarray:
-        if isinstance(index, np.ndarray) and self._array is None and self._img.mode == "RGB":
-            return self._rows(index)
+        img = self._img
+        if isinstance(index, np.ndarray) and img is not None and img.mode == "RGB":
+            return self._rows(img, index)
         return self.array[index]
 
-    def _rows(self, index: np.ndarray) -> np.ndarray:
+    def _rows(self, img: Image.Image, index: np.ndarray) -> np.ndarray:
         wanted = np.unique(index)
         if len(wanted) > self.shape[0] // 2:  # most rows: one conversion of the whole image is cheaper
             return self.array[index]
         runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1)  # consecutive rows, one crop each
         width = self.shape[1]
-        block = np.concatenate([np.asarray(self._img.crop((0, int(r[0]), width, int(r[-1]) + 1))) for r in runs])
+        block = np.concatenate([np.asarray(img.crop((0, int(r[0]), width, int(r[-1]) + 1))) for r in runs])
         return block[np.searchsorted(wanted, index)]
 
 
-def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Picture:
-    """Encoded bytes → the decoded :class:`Picture`, EXIF orientation applied; limits checked from the header first."""
+def open_image(data: bytes, *, max_bytes: int, max_pixels: int, memory_mb: int | None = None) -> Picture:
+    """Encoded bytes → the decoded :class:`Picture`, EXIF orientation applied; limits checked from the header first:
+    ``max_pixels``, then, with ``memory_mb`` (the function's memory), the cap for the mode the file decodes to."""
     if not data:
         raise InvalidImage("empty image: no bytes received")
     if len(data) > max_bytes:
@@ -81,6 +95,8 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Picture:
     decode_work.check(data)
     img = _open_header(data)
     _check_size(*img.size, max_pixels)
+    if memory_mb is not None:
+        _check_memory(img, memory_mb)
     _check_coding(img)
     return _decode(img)
 
@@ -128,13 +144,28 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         raise InvalidImage(f"image has no pixels ({width}x{height})")
 
 
+def _check_memory(img: Image.Image, memory_mb: int) -> None:
+    """Refuse an image whose decode and renderings would not fit in ``memory_mb`` (:func:`memory_pixel_cap`)."""
+    width, height = img.size
+    cap = memory_pixel_cap(memory_mb, img.mode, img.format)
+    if width * height > cap:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height} pixels, a {img.format} decoded as {img.mode}; with this "
+            f"function's "
+            f"{memory_mb} MB of memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE) the limit for such images is {cap} pixels; "
+            "send a smaller image, or give the function more memory"
+        )
+
+
 def _decode(img: Image.Image) -> Picture:
     """The pixels, upright (EXIF orientation); a decoding failure is an invalid image."""
     try:
         img.load()
-        if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        exif = img.getexif()
+        camera = _lens(exif)
+        if exif.get(_EXIF_ORIENTATION, 1) != 1:
             img = ImageOps.exif_transpose(img)
-        picture = Picture(img)
+        picture = Picture(img, camera)
         if img.mode != "RGB":
             picture.array  # noqa: B018  (converted here, where a failing conversion is an invalid image)
         return picture
@@ -144,23 +175,42 @@ def _decode(img: Image.Image) -> Picture:
 
 def camera_exif(data: bytes) -> CameraExif:
     """The lens fields of an image's EXIF (focal lengths, focal-plane resolution); empty when it has none. Reads the
-    header only: call it on bytes :func:`open_image` accepted."""
+    header only: call it on bytes :func:`open_image` accepted (whose :attr:`Picture.camera` holds the same)."""
     try:
         with Image.open(io.BytesIO(data), formats=_FORMATS) as img:
-            return read_camera_exif(img.getexif())
+            return _lens(img.getexif())
+    except Exception:  # EXIF is optional: unreadable lens data means "no lens data", never a failed request
+        return CameraExif()
+
+
+def _lens(exif: Image.Exif) -> CameraExif:
+    try:
+        return read_camera_exif(exif)
     except Exception:  # EXIF is optional: unreadable lens data means "no lens data", never a failed request
         return CameraExif()
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode → RGB uint8. Alpha is dropped; 16-bit is reduced to 8-bit as cv2.imread does (>> 8)."""
+    """Any Pillow mode → RGB uint8, a block of rows at a time: converting the whole image at once would hold two
+    or three more full-size copies at its peak (Pillow's converted image, its bytes, NumPy's temporaries)."""
+    height, width = img.height, img.width
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _CONVERT_BLOCK // (4 * width))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        out[top:bottom] = _block_to_rgb(img.crop((0, top, width, bottom)))  # crop keeps palette and info
+    return out
+
+
+def _block_to_rgb(img: Image.Image) -> np.ndarray:
+    """Alpha is dropped; 16-bit is reduced to 8-bit as cv2.imread does (>> 8)."""
     if img.mode == "RGB":
         return np.asarray(img)
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         raw = np.asarray(img)
         # 16-bit gray: the high byte, as cv2.imread reduces it; 32-bit int/float gray (rare TIFFs): 0..255 as is
         gray = np.right_shift(raw, 8) if img.mode.startswith("I;16") else np.clip(raw, 0, 255)
-        return np.repeat(gray.astype(np.uint8)[:, :, np.newaxis], 3, axis=2)
+        return gray.astype(np.uint8)[:, :, np.newaxis]  # broadcast to the three channels by the caller's copy
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")  # Pillow warns when a palette's transparency goes straight to RGB
     return np.asarray(img.convert("RGB"))  # drops alpha; gray, palette, CMYK, YCbCr → RGB
@@ -186,7 +236,8 @@ def normalise(depth: np.ndarray, bits: int) -> np.ndarray:
     hi = np.max([block.max() for block in blocks])
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return normalise(np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0), bits)
-    dtype = np.uint8 if bits == 1 else np.uint16
+    # 16-bit levels big-endian, as PNG stores them: the PNG writer then needs no byte-swapped copy of the map
+    dtype = np.dtype(np.uint8) if bits == 1 else np.dtype(">u2")
     if hi - lo <= np.finfo(float).eps:
         return np.zeros(depth.shape, dtype=dtype)
     out = np.empty(flat.size, dtype=dtype)
@@ -217,11 +268,12 @@ def depth_png16(levels: np.ndarray, compression: int) -> bytes:
     return png.gray16(levels, compression)
 
 
-def pfm_bytes(depth: np.ndarray) -> bytes:
-    """Upstream write_pfm: 'Pf' header, bottom-to-top rows, little-endian float32 (negative scale)."""
-    depth = np.ascontiguousarray(np.flipud(depth.astype(np.float32, copy=False)))
+def pfm_bytes(depth: np.ndarray) -> bytearray:
+    """Upstream write_pfm: 'Pf' header, bottom-to-top rows, little-endian float32 (negative scale). The rows are
+    written straight into the one buffer returned (a bytes object would need the map copied twice more)."""
     height, width = depth.shape
-    scale = (
-        -1.0 if depth.dtype.byteorder == "<" or (depth.dtype.byteorder == "=" and sys.byteorder == "little") else 1.0
-    )
-    return b"Pf\n" + b"%d %d\n" % (width, height) + b"%f\n" % scale + depth.tobytes()
+    header = b"Pf\n" + b"%d %d\n" % (width, height) + b"%f\n" % -1.0
+    out = bytearray(len(header) + 4 * height * width)
+    out[: len(header)] = header
+    np.frombuffer(out, dtype="<f4", offset=len(header)).reshape(height, width)[:] = depth[::-1]
+    return out

@@ -24,6 +24,7 @@ from handler.config import Settings
 from handler.errors import (
     BucketNotAllowed,
     DepthError,
+    ImageTooLarge,
     InvalidImage,
     InvalidRequest,
     KeyNotAllowed,
@@ -50,6 +51,7 @@ PERMANENT = (
     UnsupportedMediaType,
     PayloadTooLarge,
     TooManyPixels,
+    ImageTooLarge,
     TooComplex,
     BucketNotAllowed,
     KeyNotAllowed,

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from handler.config import LAMBDA_MAX_RESPONSE_BYTES
+from handler.imaging import SUPPORTED_FORMATS
 from handler.routes.deps import Estimator
 
 router = APIRouter(tags=["ops"])
@@ -35,8 +36,14 @@ def health(request: Request, estimator: Estimator) -> dict[str, Any]:
         "output_bucket_configured": settings.output_bucket is not None,
         "limits": {
             "max_image_bytes": settings.max_image_bytes,
-            "max_image_pixels": settings.max_image_pixels,
-            "max_http_image_pixels": settings.http_max_pixels,
+            # the caps of an RGB photo (a JPEG's); where the function's memory sets them, lower for some formats
+            "max_image_pixels": settings.pixel_cap(settings.max_image_pixels),
+            "max_http_image_pixels": settings.pixel_cap(settings.http_max_pixels),
+            "memory_mb": settings.aws_lambda_function_memory_size,
+            "max_image_pixels_by_format": {
+                name: settings.pixel_cap(settings.max_image_pixels, image_format=name)
+                for name in sorted(SUPPORTED_FORMATS)
+            },
             "max_json_bytes": settings.max_json_bytes,
             "max_response_bytes": LAMBDA_MAX_RESPONSE_BYTES,
             "max_request_points": settings.max_request_points,
