@@ -36,7 +36,7 @@ from localdev.s3_emulator import CREDENTIALS, ensure_bucket, start_moto_process
 ROOT = Path(__file__).resolve().parents[1]
 NETWORK = "midas-local"
 QUEUE = "midas-uploads"
-FUNCTION = "DepthFunction"
+FUNCTION = "UploadFunction"  # the template's function for uploads (HTTP events go to ApiFunction)
 BUILT_TEMPLATE = Path(".aws-sam") / "build" / "template.yaml"
 INVOKE_TIMEOUT = 600
 

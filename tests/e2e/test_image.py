@@ -387,18 +387,20 @@ def sam_built(image, build_dir) -> Path:
 def sam_env_file(build_dir, s3_emulator) -> Path:
     """events/env-localstack.json's settings with the endpoint of this run's emulator container."""
     settings = json.loads((ROOT / "events" / "env-localstack.json").read_text())
-    settings["DepthFunction"]["AWS_ENDPOINT_URL"] = s3_emulator.inner_url
+    settings["Parameters"]["AWS_ENDPOINT_URL"] = s3_emulator.inner_url  # every function's
     path = build_dir / "env-test.json"
     path.write_text(json.dumps(settings))
     return path
 
 
 def sam_invoke(sam_built: Path, env_file: Path, event_file: str) -> dict:
+    # HTTP events are the API function's, S3 and SQS events the upload function's (one image, two functions)
+    function = "ApiFunction" if Path(event_file).name.startswith("api-") else "UploadFunction"
     done = sam(
         sam_built,
         "local",
         "invoke",
-        "DepthFunction",
+        function,
         "-e",
         event_file,
         "--env-vars",

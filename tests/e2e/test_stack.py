@@ -217,7 +217,7 @@ def queue(stack) -> QueueStack:
     template = (stack.checkout / ".aws-sam" / "build" / "template.yaml").read_text()
     outputs = deploy(stack.aws("cloudformation"), QUEUE_STACK, template, QUEUE)
     s3, sqs, lambda_ = stack.aws("s3"), stack.aws("sqs"), stack.aws("lambda")
-    (mapping,) = lambda_.list_event_source_mappings(FunctionName=outputs["FunctionName"])["EventSourceMappings"]
+    (mapping,) = lambda_.list_event_source_mappings(FunctionName=outputs["UploadFunctionName"])["EventSourceMappings"]
     assert (mapping["BatchSize"], mapping["FunctionResponseTypes"]) == (10, ["ReportBatchItemFailures"]), mapping
     paused = lambda_.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
     eventually(
@@ -304,7 +304,7 @@ def test_queue_mode_does_the_good_messages_of_a_batch_with_a_bad_one(stack, queu
         assert png_size(heatmap["Body"].read()) == size
 
     def settled() -> list[dict]:  # the heatmaps land before the invocation's log lines reach CloudWatch Logs
-        log = function_log(stack, queue.outputs["FunctionName"])
+        log = function_log(stack, queue.outputs["UploadFunctionName"])
         done = {line.get("key") for line in log if line.get("message") == "heatmap written"}
         stray = any(line.get("message") == "SQS message failed" for line in log)
         return log if set(queue.good) <= done and stray else []
@@ -351,7 +351,7 @@ def test_the_same_bytes_again_are_unchanged_not_rewritten(stack, direct):
     s3.put_object(Bucket=direct["InputBucketName"], Key=key, Body=body)
 
     def unchanged() -> list[dict]:
-        log = function_log(stack, direct["FunctionName"])
+        log = function_log(stack, direct["UploadFunctionName"])
         return [line for line in log if line.get("key") == key and line.get("reason", "").startswith("unchanged")]
 
     eventually(unchanged, f"the function logs {key} as unchanged")
@@ -367,7 +367,7 @@ def test_an_upload_that_always_fails_is_recorded_once_and_not_retried(stack, dir
     assert (record["key"], record["error"]) == (key, "invalid_image")
 
     def refused() -> list[dict]:  # the record lands before the invocation's log lines reach CloudWatch Logs
-        log = function_log(stack, direct["FunctionName"])
+        log = function_log(stack, direct["UploadFunctionName"])
         return [line for line in log if line.get("key") == key and line.get("message", "").startswith("object refused")]
 
     assert len(eventually(refused, f"the function logs {key} as refused")) == 1
@@ -378,7 +378,7 @@ def test_an_event_that_fails_ends_in_the_failure_queue(stack, direct):
     note = uuid.uuid4().hex
     event = {"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": note, "Message": "{}"}}]}
     payload = json.dumps(event).encode()
-    stack.aws("lambda").invoke(FunctionName=direct["FunctionName"], InvocationType="Event", Payload=payload)
+    stack.aws("lambda").invoke(FunctionName=direct["UploadFunctionName"], InvocationType="Event", Payload=payload)
     sqs = stack.aws("sqs")
 
     def failure() -> list[dict]:
@@ -440,12 +440,70 @@ def test_a_batch_operations_task_writes_its_heatmap(stack, direct):
         wait_for_object(s3, output, f"depth/{key}{suffix}")
         s3.delete_object(Bucket=output, Key=f"depth/{key}{suffix}")
     task = batch_event("2.0", bucket, [key])
-    reply = stack.aws("lambda").invoke(FunctionName=direct["FunctionName"], Payload=json.dumps(task).encode())
+    # FunctionArn: the function a Batch Operations job invokes (docs/backfill.md), the upload function
+    reply = stack.aws("lambda").invoke(FunctionName=direct["FunctionArn"], Payload=json.dumps(task).encode())
     result = json.loads(reply["Payload"].read())
     assert "FunctionError" not in reply, result
     (outcome,) = result["results"]
     assert outcome["resultCode"] == "Succeeded" and outcome["resultString"].startswith("written:"), outcome
     assert png_size(s3.get_object(Bucket=output, Key=f"depth/{key}.png")["Body"].read()) == (640, 427)
+
+
+# ------------------------------------------------------------------------------------------------ two pools
+
+
+def test_uploads_land_while_the_api_function_is_saturated(stack, direct):
+    """Public traffic cannot starve uploads: the API function's pool cut to one execution and flooded through the
+    function URL while photos are uploaded; every upload gets its heatmap, from the upload function, with no failure
+    record and nothing in the failure queue. LocalStack enforces reserved concurrency per function, as Lambda does,
+    but its CloudFormation does not apply a function's ReservedConcurrentExecutions: the pools are set here through
+    the Lambda API (the upload function's at the template's default), as the template sets them on AWS."""
+    lambda_, s3, sqs = stack.aws("lambda"), stack.aws("s3"), stack.aws("sqs")
+    api, uploads = direct["ApiFunctionName"], direct["UploadFunctionName"]
+    assert api != uploads
+    lambda_.put_function_concurrency(FunctionName=uploads, ReservedConcurrentExecutions=10)
+    lambda_.put_function_concurrency(FunctionName=api, ReservedConcurrentExecutions=1)
+    jpeg, answers, stop = photo("coffee"), [], threading.Event()
+
+    def flood() -> None:
+        while not stop.is_set():
+            status, _, body = function_url(
+                stack, direct["FunctionUrl"] + "depth", "POST", jpeg, **{"Content-Type": "image/jpeg"}
+            )
+            # Lambda answers a throttled function URL call 429; LocalStack 500 naming Lambda's throttling error
+            throttled = status == 429 or (status == 500 and b'"TooManyRequestsException"' in body)
+            answers.append("heatmap" if status == 200 else "throttled" if throttled else f"{status} {body[:200]!r}")
+
+    senders = [threading.Thread(target=flood) for _ in range(6)]
+    try:
+        for sender in senders:
+            sender.start()
+        eventually(lambda: "throttled" in answers, "the API function throttled: its pool is full")
+        keys = {f"uploads/pools/{name}-{uuid.uuid4().hex[:8]}.jpg": name for name in ("astronaut", "chelsea", "rocket")}
+        for key, name in keys.items():
+            s3.put_object(Bucket=direct["InputBucketName"], Key=key, Body=photo(name))
+        for key, name in keys.items():
+            heatmap = wait_for_object(s3, direct["OutputBucketName"], f"depth/{key}.png")
+            assert png_size(heatmap["Body"].read()) == jpeg_size(photo(name))
+        throttled_meanwhile = answers.count("throttled")
+    finally:
+        stop.set()
+        for sender in senders:
+            sender.join()
+        for function in (api, uploads):  # as the stack was deployed here
+            lambda_.delete_function_concurrency(FunctionName=function)
+    assert throttled_meanwhile > 0 and set(answers) == {"heatmap", "throttled"}, set(answers)
+    for key in keys:
+        assert get(s3, direct["OutputBucketName"], f"depth/failures/{direct['InputBucketName']}/{key}.json") is None
+    failed = [m for m in messages(sqs, direct["AsyncFailureQueueUrl"]) if any(k in json.dumps(m) for k in keys)]
+    assert failed == []
+
+    def written() -> set[str]:  # by the upload function: its log, not the API function's
+        log = function_log(stack, uploads)
+        return {line.get("key") for line in log if line.get("message") == "heatmap written"} & set(keys)
+
+    assert eventually(lambda: written() == set(keys), "the upload function logs every upload written")
+    assert not [line for line in function_log(stack, api) if line.get("key") in keys]
 
 
 # ------------------------------------------------------------------------------------------------ the docs
@@ -487,7 +545,7 @@ def test_queue_mode_dead_letters_the_message_that_never_succeeds(stack, queue):
 
 def test_deleting_a_stack_removes_its_function_containers(stack, queue):
     prefix = stack.said(r"\((midas-stack-[0-9a-f]+)-lambda-\*\)")[1]
-    function = queue.outputs["FunctionName"].lower()
+    function = queue.outputs["UploadFunctionName"].lower()
 
     def containers() -> list[str]:
         names = docker("ps", "--all", "--format", "{{.Names}}").stdout.split()

@@ -55,7 +55,7 @@ for resource in template["Resources"].values():  # what `sam build` fills in aft
         resource["Properties"]["ImageUri"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/midas-depth:latest"
 translated = transform(template, {}, NoManagedPolicies())
 
-function = raw["Resources"]["DepthFunction"]["Metadata"]
+function = raw["Resources"]["ApiFunction"]["Metadata"]  # UploadFunction's is the same
 context_dir = os.path.normpath(os.path.join(os.path.dirname(template_path), function["DockerContext"]))
 ignore_file = os.path.join(context_dir, ".dockerignore")
 patterns = []
@@ -117,8 +117,12 @@ def branches(value):
     return [value]
 
 
-def statements(resources) -> list[dict]:
-    role = resources["DepthFunctionRole"]["Properties"]
+FUNCTIONS = ("ApiFunction", "UploadFunction")
+
+
+def statements(resources, role: str) -> list[dict]:
+    """The statements of a function's role (``ApiFunctionRole``, ``UploadFunctionRole``), every Fn::If branch."""
+    role = resources[role]["Properties"]
     assert "ManagedPolicyArns" not in role
     out = []
     for policy in role["Policies"]:
@@ -167,11 +171,14 @@ def test_sam_validate_lint_passes_offline(tools, tmp_path):
 # ------------------------------------------------------------------------------------------------ function
 
 
-def test_function_is_the_image_built_from_layer_dockerfile(probe, resources, parameters):
-    function = resources["DepthFunction"]
-    assert function["Type"] == "AWS::Lambda::Function"
-    assert function["Properties"]["PackageType"] == "Image"
-    metadata = probe["raw"]["Resources"]["DepthFunction"]["Metadata"]
+def test_functions_are_the_image_built_from_layer_dockerfile(probe, resources, parameters):
+    for name in FUNCTIONS:
+        assert resources[name]["Type"] == "AWS::Lambda::Function"
+        assert resources[name]["Properties"]["PackageType"] == "Image"
+    # the same build Metadata, so that sam build builds one image for both (it groups functions by it)
+    api, upload = (probe["raw"]["Resources"][name]["Metadata"] for name in FUNCTIONS)
+    assert api == upload
+    metadata = api
     assert Path(probe["context_dir"]) == ROOT
     assert (ROOT / metadata["Dockerfile"]).resolve() == DOCKERFILE
     build_args = set(re.findall(r"^ARG (\w+)", DOCKERFILE.read_text(), re.MULTILINE))
@@ -188,24 +195,28 @@ def test_function_is_the_image_built_from_layer_dockerfile(probe, resources, par
     for wrong in ("3.12", "sha256:abc", "@sha256:" + "0" * 64, "sha256:" + "A" * 64):
         assert not re.fullmatch(digest["AllowedPattern"], wrong), wrong
 
-    props = function["Properties"]
-    assert props["MemorySize"] == {"Ref": "MemorySize"} and props["Timeout"] == {"Ref": "Timeout"}
-    assert props["Architectures"] == [{"Ref": "Architecture"}]
+    for name, concurrency in zip(FUNCTIONS, ("ReservedConcurrency", "UploadReservedConcurrency"), strict=True):
+        props = resources[name]["Properties"]
+        assert props["MemorySize"] == {"Ref": "MemorySize"} and props["Timeout"] == {"Ref": "Timeout"}
+        assert props["Architectures"] == [{"Ref": "Architecture"}]
+        assert branches(props["ReservedConcurrentExecutions"]) == [{"Ref": concurrency}]
+        assert props["LoggingConfig"]["LogGroup"] == {"Ref": f"{name}LogGroup"}
+        assert resources[f"{name}LogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+        assert props["Role"] == {"Fn::GetAtt": [f"{name}Role", "Arn"]}
     assert set(parameters["Architecture"]["AllowedValues"]) == {"x86_64", "arm64"}
-    assert branches(props["ReservedConcurrentExecutions"]) == [{"Ref": "ReservedConcurrency"}]
-    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "DepthFunctionLogGroup"}
-    assert resources["DepthFunctionLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
-    for name in ("MemorySize", "Timeout", "ReservedConcurrency", "LogRetentionInDays"):
+    for name in ("MemorySize", "Timeout", "ReservedConcurrency", "UploadReservedConcurrency", "LogRetentionInDays"):
         assert "Default" in parameters[name] and parameters[name]["Description"]
 
 
-def test_uploads_are_all_the_function_may_read_of_the_input_bucket(resources):
+@pytest.mark.parametrize("role", [f"{name}Role" for name in FUNCTIONS])
+def test_uploads_are_all_the_functions_may_read_of_the_input_bucket(resources, role):
     input_arn = "arn:${AWS::Partition}:s3:::" + bucket_name(resources, "InputBucket")
-    reads = [s for s in statements(resources) if "s3:GetObject" in as_list(s["Action"])]
+    granted = statements(resources, role)
+    reads = [s for s in granted if "s3:GetObject" in as_list(s["Action"])]
     inputs = [s for s in reads if s["Resource"]["Fn::Sub"].startswith(input_arn + "/")]
-    assert [s["Sid"] for s in statements(resources) if input_arn in json.dumps(s)] == ["ReadUploads", "ListUploads"]
+    assert [s["Sid"] for s in granted if input_arn in json.dumps(s)] == ["ReadUploads", "ListUploads"]
     assert [s["Resource"] for s in inputs] == [{"Fn::Sub": input_arn + "/${UploadPrefix}*"}]
-    (listing,) = [s for s in statements(resources) if s["Action"] == "s3:ListBucket" and s["Sid"] == "ListUploads"]
+    (listing,) = [s for s in granted if s["Action"] == "s3:ListBucket" and s["Sid"] == "ListUploads"]
     assert listing["Resource"] == {"Fn::Sub": input_arn}  # the bucket itself; what it may list is the condition's
     assert set(listing["Condition"]) == {"StringLike"}
     (prefix,) = listing["Condition"]["StringLike"]["s3:prefix"]
@@ -251,14 +262,20 @@ def refused_by_rules(rules: dict, values: dict[str, str]) -> list[str]:
 def test_concurrency_is_capped_by_default_and_a_public_function_url_needs_a_cap(probe, parameters):
     concurrency = parameters["ReservedConcurrency"]
     assert concurrency["Default"] == 10 and concurrency["MinValue"] == -1  # -1: no cap, chosen explicitly
-    # queue mode must fit under the cap: throttled batches would go back to the queue and count as failed receives
-    assert parameters["QueueMaxConcurrency"]["Default"] < concurrency["Default"]
+    uploads = parameters["UploadReservedConcurrency"]
+    assert uploads["Default"] == 10 and uploads["MinValue"] == -1
+    # queue mode must fit under the upload function's cap: throttled batches would go back to the queue and count as
+    # failed receives
+    assert parameters["QueueMaxConcurrency"]["Default"] < uploads["Default"]
+    assert "UploadReservedConcurrency" in parameters["QueueMaxConcurrency"]["Description"]
 
     rules = probe["raw"]["Rules"]
     assert probe["translated"]["Rules"] == rules  # the SAM transform hands the Rules to CloudFormation as they are
     # "no cap" means the same in the Rules as in the condition that leaves ReservedConcurrentExecutions out
     no_cap = {"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "-1"]}
     assert probe["raw"]["Conditions"]["HasReservedConcurrency"] == {"Fn::Not": [no_cap]}
+    no_upload_cap = {"Fn::Equals": [{"Ref": "UploadReservedConcurrency"}, "-1"]}
+    assert probe["raw"]["Conditions"]["HasUploadReservedConcurrency"] == {"Fn::Not": [no_upload_cap]}
 
     defaults = {name: str(p.get("Default", "")) for name, p in parameters.items()}
     for enabled in parameters["EnableFunctionUrl"]["AllowedValues"]:
@@ -317,7 +334,9 @@ def test_http_api_access_logs_are_json_lines_in_a_log_group_with_retention(resou
 
 
 def test_function_environment_names_are_settings_the_handler_reads(resources, parameters):
-    variables = resources["DepthFunction"]["Properties"]["Environment"]["Variables"]
+    api, upload = (resources[name]["Properties"]["Environment"]["Variables"] for name in FUNCTIONS)
+    assert api == upload  # one configuration (the template's Globals), two pools
+    variables = api
     ours = {name for name in variables if not name.startswith(("AWS_", "POWERTOOLS_"))}
     assert ours == {
         "OUTPUT_BUCKET",
@@ -389,7 +408,8 @@ def test_api_url_output_and_optional_function_url(probe, resources, parameters):
     outputs = probe["translated"]["Outputs"]
     assert "${HttpApi}.execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
     assert outputs["FunctionUrl"]["Condition"] == "HasFunctionUrl"
-    url = resources["DepthFunctionUrl"]
+    url = resources["ApiFunctionUrl"]
+    assert url["Properties"]["TargetFunctionArn"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
     assert url["Condition"] == "HasFunctionUrl" and url["Properties"]["AuthType"] == {"Ref": "FunctionUrlAuthType"}
     assert parameters["EnableFunctionUrl"]["Default"] == "false"
     assert parameters["FunctionUrlAuthType"]["Default"] == "AWS_IAM"
@@ -567,7 +587,7 @@ def test_the_upload_rule_targets_the_function_or_the_ingest_queue_which_allow_on
     condition, queued, direct = rule["Properties"]["Targets"]["Fn::If"]
     assert condition == "UseQueue"
     assert [t["Arn"] for t in queued] == [{"Fn::GetAtt": ["IngestQueue", "Arn"]}]
-    assert [t["Arn"] for t in direct] == [{"Fn::GetAtt": ["DepthFunction", "Arn"]}]
+    assert [t["Arn"] for t in direct] == [{"Fn::GetAtt": ["UploadFunction", "Arn"]}]
     rule_arn = {"Fn::GetAtt": ["UploadRule", "Arn"]}
     permission = resources["UploadRuleInvokePermission"]
     assert permission["Condition"] == "UseDirect"
@@ -593,11 +613,10 @@ def test_upload_prefix_and_output_prefix_are_folders(parameters):
 # ------------------------------------------------------------------------------------------------ IAM
 
 
-def test_role_is_least_privilege(resources):
-    input_name = bucket_name(resources, "InputBucket")
-    output_name = bucket_name(resources, "OutputBucket")
+def grants_of(resources, role: str) -> dict[str, set[str]]:
+    """Resource (as JSON) -> the actions the role allows on it; only X-Ray's two actions on "*"."""
     grants: dict[str, set[str]] = {}
-    for statement in statements(resources):
+    for statement in statements(resources, role):
         assert statement["Effect"] == "Allow"
         if statement["Resource"] == "*":  # X-Ray's two actions have no resource-level permissions
             assert statement["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
@@ -607,46 +626,126 @@ def test_role_is_least_privilege(resources):
             for action in as_list(statement["Action"]):
                 assert "*" not in action, action
                 grants.setdefault(key, set()).add(action)
+    return grants
 
-    def sub(text: str) -> str:
-        return json.dumps({"Fn::Sub": text}, sort_keys=True)
 
-    def getatt(logical_id: str) -> str:
-        return json.dumps({"Fn::GetAtt": [logical_id, "Arn"]}, sort_keys=True)
+def sub(text: str) -> str:
+    return json.dumps({"Fn::Sub": text}, sort_keys=True)
 
-    assert grants == {
-        getatt("DepthFunctionLogGroup"): {"logs:CreateLogStream", "logs:PutLogEvents"},
-        sub(f"arn:${{AWS::Partition}}:s3:::{input_name}/${{UploadPrefix}}*"): {"s3:GetObject"},
-        sub(f"arn:${{AWS::Partition}}:s3:::{input_name}"): {"s3:ListBucket"},
-        sub(f"arn:${{AWS::Partition}}:s3:::{output_name}"): {"s3:ListBucket"},
-        sub(f"arn:${{AWS::Partition}}:s3:::{output_name}/${{OutputPrefix}}*"): {
-            "s3:PutObject",
-            "s3:GetObject",
-            "s3:DeleteObject",
-        },
+
+def getatt(logical_id: str) -> str:
+    return json.dumps({"Fn::GetAtt": [logical_id, "Arn"]}, sort_keys=True)
+
+
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+WRITE = {"s3:PutObject", "s3:GetObject", "s3:DeleteObject"}
+
+
+def bucket_arn(resources, logical_id: str, suffix: str = "") -> str:
+    return sub("arn:${AWS::Partition}:s3:::" + bucket_name(resources, logical_id) + suffix)
+
+
+def read_uploads(resources) -> dict[str, set[str]]:
+    """What both roles may do in the input bucket: read (and list) under UploadPrefix, nothing else."""
+    return {
+        bucket_arn(resources, "InputBucket", "/${UploadPrefix}*"): {"s3:GetObject"},
+        bucket_arn(resources, "InputBucket"): {"s3:ListBucket"},
+    }
+
+
+def test_api_role_is_least_privilege(resources):
+    """Read the uploads (S3 references), write its own results under <OutputPrefix>api/: no queue, no failure
+    records, no other output."""
+    assert grants_of(resources, "ApiFunctionRole") == {
+        getatt("ApiFunctionLogGroup"): LOGS,
+        **read_uploads(resources),
+        bucket_arn(resources, "OutputBucket", "/${OutputPrefix}api/*"): WRITE,
+    }
+    conditioned = [s for s in statements(resources, "ApiFunctionRole") if "Condition" in s]
+    assert [s["Condition"] for s in conditioned] == [{"StringLike": {"s3:prefix": [{"Fn::Sub": "${UploadPrefix}*"}]}}]
+
+
+def test_upload_role_is_least_privilege(resources):
+    assert grants_of(resources, "UploadFunctionRole") == {
+        getatt("UploadFunctionLogGroup"): LOGS,
+        **read_uploads(resources),
+        bucket_arn(resources, "OutputBucket"): {"s3:ListBucket"},
+        bucket_arn(resources, "OutputBucket", "/${OutputPrefix}*"): WRITE,
         getatt("AsyncFailureQueue"): {"sqs:SendMessage"},
         getatt("IngestQueue"): {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
     }
     # Conditions: only the listings have one, and it keeps each inside its prefix (uploads; outputs: so that the HEAD
     # of a result not made yet answers 404, not 403).
-    conditioned = [s for s in statements(resources) if "Condition" in s]
+    conditioned = [s for s in statements(resources, "UploadFunctionRole") if "Condition" in s]
     assert [s["Action"] for s in conditioned] == ["s3:ListBucket", "s3:ListBucket"]
     assert [s["Condition"] for s in conditioned] == [
         {"StringLike": {"s3:prefix": [{"Fn::Sub": "${UploadPrefix}*"}]}},
         {"StringLike": {"s3:prefix": [{"Fn::Sub": "${OutputPrefix}*"}]}},
     ]
-    # No reference from the role or the function to the bucket resources: the names are strings (no cycle).
-    for logical_id in ("DepthFunctionRole", "DepthFunction"):
+    # No reference from the roles or the functions to the bucket resources: the names are strings (no cycle).
+    for logical_id in (*FUNCTIONS, *(f"{name}Role" for name in FUNCTIONS)):
         text = json.dumps(resources[logical_id]["Properties"])
         assert '"InputBucket"' not in text and '"OutputBucket"' not in text
+
+
+# ------------------------------------------------------------------------------------------------ isolation
+# Public traffic cannot starve uploads: every way into the stack reaches one function, and each function has a pool
+# of its own, so a flood of HTTP requests is throttled in the API's pool while uploads run in theirs.
+
+HTTP_ENTRIES = {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Integration", "AWS::Lambda::Url"}
+UPLOAD_ENTRIES = {"AWS::Events::Rule", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::EventInvokeConfig"}
+
+
+def functions_named(value) -> set[str]:
+    """The functions a resource names (Ref, GetAtt or ${...} of Fn::Sub), not their roles or log groups."""
+    text = json.dumps(value)
+    return {name for name in FUNCTIONS if re.search(rf"\b{name}\b", text)}
+
+
+def test_each_way_in_reaches_one_function_with_a_pool_of_its_own(resources, parameters):
+    reached: dict[str, set[str]] = {}
+    for logical_id, resource in resources.items():
+        kind, props = resource["Type"], resource.get("Properties", {})
+        if kind == "AWS::Lambda::Permission":
+            public_url = "FunctionUrlAuthType" in props or props.get("InvokedViaFunctionUrl")
+            principal = "url" if public_url else props["Principal"]
+            way = {"apigateway.amazonaws.com": "http", "url": "http", "events.amazonaws.com": "uploads"}[principal]
+        elif kind in HTTP_ENTRIES:
+            way = "http"
+        elif kind in UPLOAD_ENTRIES or logical_id == "BatchOperationsRole":
+            way = "uploads"
+        else:
+            continue
+        named = functions_named(props)
+        assert len(named) <= 1, (logical_id, named)
+        reached.setdefault(way, set()).update(named)
+    assert reached == {"http": {"ApiFunction"}, "uploads": {"UploadFunction"}}
+    # every HTTP route of the public API, the authenticated API's integration, the function URL and its public
+    # permissions; the upload rule (direct mode), the ingest queue's mapping, the failure destination, backfills
+    named = {n: functions_named(r.get("Properties", {})) for n, r in resources.items()}
+    assert (
+        named["UploadRule"] == named["IngestEventSourceMapping"] == named["BatchOperationsRole"] == {"UploadFunction"}
+    )
+    assert named["UploadFunctionAsyncConfig"] == {"UploadFunction"}
+    assert named["HttpApi"] == named["AuthenticatedApiIntegration"] == named["ApiFunctionUrl"] == {"ApiFunction"}
+    # two pools, from two parameters, both capped by default
+    pools = [resources[name]["Properties"]["ReservedConcurrentExecutions"] for name in FUNCTIONS]
+    assert [branches(pool) for pool in pools] == [
+        [{"Ref": "ReservedConcurrency"}],
+        [{"Ref": "UploadReservedConcurrency"}],
+    ]
+    assert all(parameters[p]["Default"] > 0 for p in ("ReservedConcurrency", "UploadReservedConcurrency"))
+    # neither role can do the other's work: no queue or failure record for the API, no HTTP entry for uploads
+    api_grants = json.dumps(statements(resources, "ApiFunctionRole"))
+    assert "sqs:" not in api_grants and "failures/" not in api_grants and "${OutputPrefix}*" not in api_grants
 
 
 # ------------------------------------------------------------------------------------------------ failures
 
 
 def test_async_s3_invocations_have_bounded_retries_and_a_failure_queue(resources, parameters):
-    config = resources["DepthFunctionAsyncConfig"]["Properties"]
-    assert config["FunctionName"] == {"Ref": "DepthFunction"} and config["Qualifier"] == "$LATEST"
+    config = resources["UploadFunctionAsyncConfig"]["Properties"]
+    assert config["FunctionName"] == {"Ref": "UploadFunction"} and config["Qualifier"] == "$LATEST"
     assert config["MaximumRetryAttempts"] == {"Ref": "AsyncMaxRetryAttempts"}
     assert 0 <= parameters["AsyncMaxRetryAttempts"]["MaxValue"] <= 2
     assert config["MaximumEventAgeInSeconds"] == {"Ref": "AsyncMaxEventAgeSeconds"}
@@ -660,7 +759,7 @@ def test_queue_mode_batches_with_partial_failures_and_a_dead_letter_queue(resour
     assert mapping["Condition"] == "UseQueue"
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
-    assert props["FunctionName"] == {"Ref": "DepthFunction"}
+    assert props["FunctionName"] == {"Ref": "UploadFunction"}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BatchSize"] == {"Ref": "QueueBatchSize"}
     assert props["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "QueueMaxConcurrency"}
@@ -735,11 +834,11 @@ def test_samconfig_builds_validates_and_deploys_the_template():
 
 def test_local_env_vars_file_only_sets_variables_the_template_declares(resources):
     # sam local invoke --env-vars silently ignores variables the template does not declare.
-    declared = set(resources["DepthFunction"]["Properties"]["Environment"]["Variables"])
+    declared = set(resources["ApiFunction"]["Properties"]["Environment"]["Variables"])
     env_vars = json.loads((EVENTS / "env-localstack.json").read_text())
-    assert set(env_vars) == {"DepthFunction"}
-    assert set(env_vars["DepthFunction"]) <= declared
-    assert env_vars["DepthFunction"]["AWS_ENDPOINT_URL"].startswith("http")
+    assert set(env_vars) == {"Parameters"}  # SAM's key for what every function of the template gets
+    assert set(env_vars["Parameters"]) <= declared
+    assert env_vars["Parameters"]["AWS_ENDPOINT_URL"].startswith("http")
 
 
 def test_every_event_file_the_docs_use_exists_and_every_event_file_is_documented():
@@ -874,7 +973,7 @@ def test_checkov_finds_only_the_accepted_findings_and_the_docs_list_each(checkov
             assert len(comment) > 20, f"{check['check_id']} on {check['resource']} is skipped without a reason"
             skipped.setdefault(check["check_id"], set()).add(check["resource"])
     # the variant scans what the defaults leave out: the ingest queues, the function URL
-    assert {"AWS::SQS::Queue.IngestQueue", "AWS::Lambda::Url.DepthFunctionUrl"} <= set().union(*skipped.values())
+    assert {"AWS::SQS::Queue.IngestQueue", "AWS::Lambda::Url.ApiFunctionUrl"} <= set().union(*skipped.values())
 
     section = HARDENING.read_text().split("\n## checkov", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `(CKV\w+)` \|", section, re.MULTILINE)
@@ -900,7 +999,7 @@ def test_batch_operations_role_invokes_the_function_reads_manifests_and_writes_r
         for s in policy["PolicyDocument"]["Statement"]
     }
     assert grants == {
-        "InvokeDepthFunction": (["lambda:InvokeFunction"], {"Fn::GetAtt": ["DepthFunction", "Arn"]}),
+        "InvokeUploadFunction": (["lambda:InvokeFunction"], {"Fn::GetAtt": ["UploadFunction", "Arn"]}),
         "ReadManifests": (
             ["s3:GetObject", "s3:GetObjectVersion"],
             {"Fn::Sub": "${OutputBucket.Arn}/batch-operations/*"},
@@ -920,27 +1019,28 @@ def test_batch_operations_role_invokes_the_function_reads_manifests_and_writes_r
 
 def test_alarms_go_to_one_topic_with_an_optional_email(resources, parameters):
     alarms = {name: r for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert set(alarms) == {
-        "FunctionErrorsAlarm",
-        "FunctionThrottlesAlarm",
-        "FunctionDurationAlarm",
-        "AsyncFailuresAlarm",
-        "DeadLetterAlarm",
-    }
+    per_function = {f"{who}{what}Alarm" for who in ("Api", "Upload") for what in ("Errors", "Throttles", "Duration")}
+    assert set(alarms) == per_function | {"AsyncFailuresAlarm", "DeadLetterAlarm"}
     for alarm in alarms.values():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}] and props["TreatMissingData"] == "notBreaching"
         assert props["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarms["DeadLetterAlarm"]["Condition"] == "UseQueue"
-    for name, metric in (("FunctionErrorsAlarm", "Errors"), ("FunctionThrottlesAlarm", "Throttles")):
-        props = alarms[name]["Properties"]
-        assert (props["MetricName"], props["Statistic"], props["Threshold"]) == (metric, "Sum", 0)
+    for who, function in zip(("Api", "Upload"), FUNCTIONS, strict=True):
+        dimensions = [{"Name": "FunctionName", "Value": {"Ref": function}}]
+        for metric in ("Errors", "Throttles"):
+            props = alarms[f"{who}{metric}Alarm"]["Properties"]
+            assert (props["MetricName"], props["Statistic"], props["Threshold"]) == (metric, "Sum", 0)
+            assert props["Dimensions"] == dimensions
+        stat, _ = alarms[f"{who}DurationAlarm"]["Properties"]["Metrics"]
+        assert stat["MetricStat"]["Metric"]["Dimensions"] == dimensions
     for name, queue in (("AsyncFailuresAlarm", "AsyncFailureQueue"), ("DeadLetterAlarm", "IngestDeadLetterQueue")):
         props = alarms[name]["Properties"]
         assert props["MetricName"] == "ApproximateNumberOfMessagesVisible" and props["Threshold"] == 0
         assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
     # p95 Duration (ms) / Timeout (s) > 800  <=>  p95 > 80% of the timeout
-    duration = alarms["FunctionDurationAlarm"]["Properties"]
+    duration = alarms["UploadDurationAlarm"]["Properties"]
+    assert alarms["ApiDurationAlarm"]["Properties"]["Metrics"][1] == duration["Metrics"][1]
     stat, expression = duration["Metrics"]
     assert stat["MetricStat"]["Stat"] == "p95" and stat["MetricStat"]["Metric"]["MetricName"] == "Duration"
     assert expression["Expression"] == {"Fn::Sub": "d / ${Timeout}"} and duration["Threshold"] == 800
@@ -961,7 +1061,8 @@ def test_dashboard_is_valid_json_reading_the_functions_own_namespace(resources, 
     values = {name: str(p.get("Default", "")) for name, p in parameters.items()} | PSEUDO
     values |= {
         "AWS::StackName": "midas",
-        "DepthFunction": "fn",
+        "ApiFunction": "api",
+        "UploadFunction": "uploads",
         "AsyncFailureQueue.QueueName": "q",
         "TimeoutMs": "30000",
     }
@@ -970,13 +1071,16 @@ def test_dashboard_is_valid_json_reading_the_functions_own_namespace(resources, 
     rows = [w["properties"]["metrics"] for w in dashboard["widgets"]]
     names = {m[1] for metrics in rows if metrics[0][0] == "midas" for m in metrics}  # "." repeats the row above
     assert {"ImagesWritten", "ImagesUnchanged", "ImagesFailed", "LatencyTotal", "LatencyInference"} <= names
-    env = resources["DepthFunction"]["Properties"]["Environment"]["Variables"]
+    lambda_rows = [m for metrics in rows if metrics[0][0] == "AWS/Lambda" for m in metrics]
+    assert {m[3] for m in lambda_rows if len(m) > 3 and m[3] != "."} == {"api", "uploads"}  # both functions
+    env = resources["UploadFunction"]["Properties"]["Environment"]["Variables"]
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "AWS::StackName"}  # the namespace the dashboard reads
 
 
 def test_tracing_is_a_parameter(resources, parameters):
-    mode = resources["DepthFunction"]["Properties"]["TracingConfig"]["Mode"]
-    assert mode == {"Fn::If": ["HasTracing", "Active", "PassThrough"]}
     assert parameters["EnableTracing"]["Default"] == "false"
-    (traces,) = [s for s in statements(resources) if s.get("Sid") == "WriteTraces"]
-    assert traces["Resource"] == "*"  # X-Ray's PutTraceSegments/PutTelemetryRecords have no resource-level scope
+    for name in FUNCTIONS:
+        mode = resources[name]["Properties"]["TracingConfig"]["Mode"]
+        assert mode == {"Fn::If": ["HasTracing", "Active", "PassThrough"]}
+        (traces,) = [s for s in statements(resources, f"{name}Role") if s.get("Sid") == "WriteTraces"]
+        assert traces["Resource"] == "*"  # X-Ray's PutTraceSegments/PutTelemetryRecords have no resource-level scope
