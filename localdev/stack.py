@@ -8,8 +8,9 @@ repository's LocalStack plugin (localstack-plugin/, installed here into that ven
 functions, and the Lambda init where it cannot be downloaded. Each run is separate from any other: its own port, a
 fresh state directory (FILESYSTEM_ROOT), and Lambda containers named ``midas-stack-<run id>-lambda-...``. The stack
 is created through the CloudFormation API (``sam deploy`` needs ECR, which community lacks) with a public function
-URL, since LocalStack community has no HTTP API. Ctrl-C (or SIGTERM) deletes the stack, stops LocalStack, removes
-the run's containers and its state directory.
+URL, since LocalStack community has no HTTP API; each function then gets the reserved concurrency the template gives
+it, which LocalStack's CloudFormation leaves out (its Lambda enforces it once set). Ctrl-C (or SIGTERM) deletes the
+stack, stops LocalStack, removes the run's containers and its state directory.
 
 The function containers reach LocalStack on the address of Docker's default bridge (docker0), where LocalStack also
 listens; nothing else is exposed beyond 127.0.0.1. docs/local-aws.md#the-stack-in-localstack
@@ -124,7 +125,8 @@ class LocalStack(launcher.LocalStack):
 
 
 def deploy(cloudformation: Any, name: str, template: str, parameters: dict[str, str]) -> dict[str, str]:
-    """Create the stack and wait for it; its outputs. A failed creation raises with the resources' reasons."""
+    """Create the stack and wait for it, then give its functions their pools; its outputs. A failed creation raises
+    with the resources' reasons."""
     cloudformation.create_stack(
         StackName=name,
         TemplateBody=template,
@@ -140,7 +142,57 @@ def deploy(cloudformation: Any, name: str, template: str, parameters: dict[str, 
             if "FAILED" in e["ResourceStatus"]
         ]
         raise RuntimeError(f"stack {name} ended {stack['StackStatus']}: " + "; ".join(failed))
+    reserve_concurrency(cloudformation, name, template, parameters)
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def reserve_concurrency(cloudformation: Any, name: str, template: str, parameters: dict[str, str]) -> dict[str, int]:
+    """Each function's ReservedConcurrentExecutions as the template resolves it under ``parameters``, set through the
+    Lambda API (LocalStack's CloudFormation does not apply it); function name -> executions."""
+    import yaml
+
+    body = yaml.safe_load(template)  # what sam build writes: plain YAML, intrinsic functions in their long form
+    values = {key: str(spec.get("Default", "")) for key, spec in body.get("Parameters", {}).items()} | parameters
+    physical = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cloudformation.describe_stack_resources(StackName=name)["StackResources"]
+    }
+    lambda_ = client(cloudformation.meta.endpoint_url, "lambda")
+    reserved = {}
+    for logical_id, resource in body["Resources"].items():
+        if not resource["Type"].endswith("::Function") or logical_id not in physical:
+            continue
+        setting = resource.get("Properties", {}).get("ReservedConcurrentExecutions")
+        executions = _resolve(setting, values, body.get("Conditions", {}))
+        if executions is not None:
+            function = physical[logical_id]
+            lambda_.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=int(executions))
+            reserved[function] = int(executions)
+    return reserved
+
+
+def _resolve(value: Any, parameters: dict[str, str], conditions: dict[str, Any]) -> Any:
+    """A template value under the given parameters, for the intrinsic functions a function's settings use here
+    (anything else raises, so that a change to the template is noticed); None for AWS::NoValue."""
+    if not isinstance(value, dict):
+        return value
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return None if argument == "AWS::NoValue" else parameters[argument]
+    if function == "Condition":
+        return _resolve(conditions[argument], parameters, conditions)
+    if function == "Fn::If":
+        condition, yes, no = argument
+        return _resolve(yes if _resolve(conditions[condition], parameters, conditions) else no, parameters, conditions)
+    if function == "Fn::Equals":
+        left, right = (_resolve(item, parameters, conditions) for item in argument)
+        return str(left) == str(right)
+    if function == "Fn::Not":
+        return not _resolve(argument[0], parameters, conditions)
+    if function in ("Fn::And", "Fn::Or"):
+        combine = all if function == "Fn::And" else any
+        return combine(_resolve(item, parameters, conditions) for item in argument)
+    raise ValueError(f"{function} is not resolved here")
 
 
 def delete(cloudformation: Any, name: str) -> str:

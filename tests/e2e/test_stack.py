@@ -455,13 +455,16 @@ def test_a_batch_operations_task_writes_its_heatmap(stack, direct):
 def test_uploads_land_while_the_api_function_is_saturated(stack, direct):
     """Public traffic cannot starve uploads: the API function's pool cut to one execution and flooded through the
     function URL while photos are uploaded; every upload gets its heatmap, from the upload function, with no failure
-    record and nothing in the failure queue. LocalStack enforces reserved concurrency per function, as Lambda does,
-    but its CloudFormation does not apply a function's ReservedConcurrentExecutions: the pools are set here through
-    the Lambda API (the upload function's at the template's default), as the template sets them on AWS."""
+    record and nothing in the failure queue. LocalStack enforces reserved concurrency per function, as Lambda does
+    (its CloudFormation leaves the template's pools out: make stack sets them)."""
     lambda_, s3, sqs = stack.aws("lambda"), stack.aws("s3"), stack.aws("sqs")
     api, uploads = direct["ApiFunctionName"], direct["UploadFunctionName"]
     assert api != uploads
-    lambda_.put_function_concurrency(FunctionName=uploads, ReservedConcurrentExecutions=10)
+
+    def pool(function: str) -> int | None:
+        return lambda_.get_function_concurrency(FunctionName=function).get("ReservedConcurrentExecutions")
+
+    assert (pool(api), pool(uploads)) == (10, 10)  # ReservedConcurrency, UploadReservedConcurrency: the defaults
     lambda_.put_function_concurrency(FunctionName=api, ReservedConcurrentExecutions=1)
     jpeg, answers, stop = photo("coffee"), [], threading.Event()
 
@@ -490,8 +493,7 @@ def test_uploads_land_while_the_api_function_is_saturated(stack, direct):
         stop.set()
         for sender in senders:
             sender.join()
-        for function in (api, uploads):  # as the stack was deployed here
-            lambda_.delete_function_concurrency(FunctionName=function)
+        lambda_.put_function_concurrency(FunctionName=api, ReservedConcurrentExecutions=10)
     assert throttled_meanwhile > 0 and set(answers) == {"heatmap", "throttled"}, set(answers)
     for key in keys:
         assert get(s3, direct["OutputBucketName"], f"depth/failures/{direct['InputBucketName']}/{key}.json") is None
