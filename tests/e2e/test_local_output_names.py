@@ -69,7 +69,9 @@ def test_make_upload_saves_every_output_of_this_upload_flat(stack, tmp_path):
 
 
 def test_the_documented_aws_cli_recipe_waits_for_this_uploads_heatmap(stack, tmp_path):
-    (recipe,) = [b for b in doc_commands.blocks("serve") if b.path.endswith("local-aws.md") and "source-etag" in b.text]
+    (recipe,) = [
+        b for b in doc_commands.blocks("serve") if b.path.endswith("local-aws.md") and "s3api head-object" in b.text
+    ]
     script = "set -euo pipefail\n" + recipe.text.replace("http://127.0.0.1:9000", stack.s3)
     for size in ((180, 90), (120, 160)):  # the second finds the first's heatmap at the same key
         (tmp_path / "photo.jpg").write_bytes(encode(scene(*size, seed=size[1]), "JPEG"))
