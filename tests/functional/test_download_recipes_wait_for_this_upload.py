@@ -1,11 +1,12 @@
 """The documents' download recipes (upload a photo, wait, download its heatmap) hand out the heatmap of *this*
 upload, never an earlier one of the same key: local-aws.md's for `make serve` (AWS CLI and curl), s3-trigger.md's
-curl one and local-aws.md's for the stack in LocalStack.
+curl one and its one on AWS, and local-aws.md's for the stack in LocalStack.
 
 Each recipe runs as written, with bash, against the session's S3 endpoint (its URL and bucket names pointed at the
-session's), and this test plays the upload trigger: once the upload is in the input bucket, it sends the real Lambda
-entry the EventBridge "Object Created" event of that object. Before the recipe runs, an earlier upload of other bytes
-to the same key has its heatmap there already; the recipe must wait for its own.
+session's; the one on AWS, whose buckets are the stack's outputs, up to its download, with the session's bucket names
+in their place), and this test plays the upload trigger: once the upload is in the input bucket, it sends the real
+Lambda entry the EventBridge "Object Created" event of that object. Before the recipe runs, an earlier upload of other
+bytes to the same key has its heatmap there already; the recipe must wait for its own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 from PIL import Image
 
-from support import LambdaContext, doc_commands, encode, eventbridge_event, scene
+from support import CREDENTIALS, LambdaContext, doc_commands, encode, eventbridge_event, scene
 
 DELIVERY_DELAY = 10  # seconds
 
@@ -30,10 +31,11 @@ class Recipe:
     tag: str
     path: str
     download: str  # the file the recipe writes, which also tells its block apart
-    endpoint: str
+    endpoint: str | None  # None: the AWS CLI's default, AWS_ENDPOINT_URL
     input_bucket: str
     output_bucket: str
     key: str
+    stop: str | None = None  # where the recipe ends, when the block goes on (`sam logs --tail` runs until Ctrl-C)
 
     @property
     def photo(self) -> str:
@@ -41,7 +43,7 @@ class Recipe:
 
     def block(self) -> str:
         (block,) = [b for b in doc_commands.blocks(self.tag) if b.path == self.path and self.download in b.text]
-        return block.text
+        return block.text.split(self.stop)[0] if self.stop else block.text
 
 
 SERVE = ("http://127.0.0.1:9000", "midas-input", "midas-output")
@@ -55,6 +57,16 @@ RECIPES = {
     "local-aws-curl": Recipe("serve", "docs/local-aws.md", "photo1-depth.png", *SERVE, "uploads/photo1.jpg"),
     "s3-trigger-curl": Recipe(
         "serve", "docs/s3-trigger.md", "café terrace-depth.png", *SERVE, "uploads/café terrace.jpg"
+    ),
+    "s3-trigger-aws": Recipe(
+        "aws",
+        "docs/s3-trigger.md",
+        "photo.jpg.png",
+        None,
+        "$(out InputBucketName)",
+        "$(out OutputBucketName)",
+        "uploads/photo.jpg",
+        ".venv-tools/bin/sam logs",
     ),
     "local-aws-stack": Recipe("stack", "docs/local-aws.md", "photo-depth.png", *STACK, "uploads/photo.jpg"),
 }
@@ -88,9 +100,13 @@ def deliver_when_uploaded(s3, entry, bucket: str, key: str, before: str, recipe,
 def test_the_recipe_downloads_this_uploads_heatmap(
     recipe: Recipe, entry, s3, s3_endpoint, input_bucket, output_bucket, tmp_path
 ):
-    script = "set -euo pipefail\n" + recipe.block().replace(recipe.endpoint, s3_endpoint)
-    script = script.replace(recipe.input_bucket, input_bucket).replace(recipe.output_bucket, output_bucket)
+    script = recipe.block().replace(recipe.input_bucket, input_bucket).replace(recipe.output_bucket, output_bucket)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    if recipe.endpoint:
+        script = script.replace(recipe.endpoint, s3_endpoint)
+    else:
+        env |= CREDENTIALS | {"AWS_ENDPOINT_URL": s3_endpoint}
+    script = "set -euo pipefail\n" + script
     heatmap = f"depth/{recipe.key}.png"
 
     # An earlier upload of other bytes to the same key, with its heatmap.
