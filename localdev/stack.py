@@ -215,18 +215,24 @@ def _settled(cloudformation: Any, name: str) -> dict:
         time.sleep(1)
 
 
-def try_it(localstack: LocalStack, outputs: dict[str, str]) -> str:
-    """What to run against the stack, with its names."""
+def try_it(endpoint: str, outputs: dict[str, str]) -> str:
+    """What to run against the stack, with its names. The download waits for the heatmap made from *this* upload
+    (its `source-etag` metadata is the upload's ETag), not any heatmap of the key, as docs/local-aws.md's recipe."""
     url = outputs["FunctionUrl"]
-    source = f"s3://{outputs['InputBucketName']}/{outputs['UploadPrefix']}photo.jpg"
-    heatmap = f"{outputs['OutputPrefix']}{outputs['UploadPrefix']}photo.jpg.png"
-    aws = f"aws --endpoint-url {localstack.endpoint}"
+    key = f"{outputs['UploadPrefix']}photo.jpg"
+    heatmap = f"{outputs['OutputPrefix']}{key}.png"
+    aws = f"aws --endpoint-url {endpoint}"
+    made_from = (
+        f"{aws} s3api head-object --bucket {outputs['OutputBucketName']} --key {heatmap}"
+        " --query 'Metadata.\"source-etag\"' --output text 2>/dev/null"
+    )
     return "\n".join(
         [
             "Try it from another shell (photo.jpg: any JPEG; the heatmap appears a few seconds after the upload):",
             "  export " + " ".join(f"{k}={v}" for k, v in CREDENTIALS.items()),
-            f"  {aws} s3 cp photo.jpg {source}",
-            f"  {aws} s3api wait object-exists --bucket {outputs['OutputBucketName']} --key {heatmap}",
+            f"  etag=$({aws} s3api put-object --bucket {outputs['InputBucketName']} --key {key} --body photo.jpg"
+            " --query ETag --output text | tr -d '\"')",
+            f'  until [ "$({made_from})" = "$etag" ]; do sleep 1; done',
             f"  {aws} s3 cp s3://{outputs['OutputBucketName']}/{heatmap} photo-depth.png",
             f"  curl {url}health",
             f"  curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg -o depth.png {url}depth",
@@ -279,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Stack {args.stack_name} created; its outputs:")
         for key, value in sorted(outputs.items()):
             print(f"  {key:26} {value}")
-        print(try_it(localstack, outputs))
+        print(try_it(localstack.endpoint, outputs))
         containers = f"{localstack.name}-lambda-*"
         print(
             f"Ready. Ctrl-C deletes the stack, stops LocalStack and removes its containers ({containers}).", flush=True

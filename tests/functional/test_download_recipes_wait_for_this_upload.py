@@ -1,6 +1,6 @@
 """The documents' download recipes (upload a photo, wait, download its heatmap) hand out the heatmap of *this*
 upload, never an earlier one of the same key: local-aws.md's for `make serve` (AWS CLI and curl), s3-trigger.md's
-curl one and its one on AWS, and local-aws.md's for the stack in LocalStack.
+curl one and its one on AWS, local-aws.md's for the stack in LocalStack, and the one `make stack` prints.
 
 Each recipe runs as written, with bash, against the session's S3 endpoint (its URL and bucket names pointed at the
 session's; the one on AWS, whose buckets are the stack's outputs, up to its download, with the session's bucket names
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 from PIL import Image
 
+from localdev import stack
 from support import CREDENTIALS, LambdaContext, doc_commands, encode, eventbridge_event, scene
 
 DELIVERY_DELAY = 10  # seconds
@@ -36,12 +37,15 @@ class Recipe:
     output_bucket: str
     key: str
     stop: str | None = None  # where the recipe ends, when the block goes on (`sam logs --tail` runs until Ctrl-C)
+    text: str | None = None  # a recipe printed by a program rather than shown in a document
 
     @property
     def photo(self) -> str:
         return self.key.rsplit("/", 1)[1]
 
     def block(self) -> str:
+        if self.text is not None:
+            return self.text
         (block,) = [b for b in doc_commands.blocks(self.tag) if b.path == self.path and self.download in b.text]
         return block.text.split(self.stop)[0] if self.stop else block.text
 
@@ -52,6 +56,24 @@ STACK = (
     "midas-depth-input-000000000000-us-east-1",
     "midas-depth-output-000000000000-us-east-1",
 )
+
+
+def printed_by_make_stack() -> str:
+    """The upload-wait-download lines of the commands `make stack` prints, with the stack's names."""
+    endpoint, input_bucket, output_bucket = STACK
+    outputs = {
+        "FunctionUrl": "http://example.lambda-url.us-east-1.localhost:4599/",
+        "InputBucketName": input_bucket,
+        "OutputBucketName": output_bucket,
+        "UploadPrefix": "uploads/",
+        "OutputPrefix": "depth/",
+    }
+    lines = [line.strip() for line in stack.try_it(endpoint, outputs).splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("export "))
+    end = next(i for i, line in enumerate(lines) if line.endswith("photo-depth.png"))
+    return "\n".join(lines[start : end + 1])
+
+
 RECIPES = {
     "local-aws-aws-cli": Recipe("serve", "docs/local-aws.md", "photo-depth.png", *SERVE, "uploads/photo.jpg"),
     "local-aws-curl": Recipe("serve", "docs/local-aws.md", "photo1-depth.png", *SERVE, "uploads/photo1.jpg"),
@@ -69,6 +91,9 @@ RECIPES = {
         ".venv-tools/bin/sam logs",
     ),
     "local-aws-stack": Recipe("stack", "docs/local-aws.md", "photo-depth.png", *STACK, "uploads/photo.jpg"),
+    "make-stack-prints": Recipe(
+        "", "localdev/stack.py", "photo-depth.png", *STACK, "uploads/photo.jpg", text=printed_by_make_stack()
+    ),
 }
 
 
