@@ -36,11 +36,72 @@ def test_the_int8_bake_records_its_file_and_its_error_against_fp32(int8_model_di
     assert 0.2 < entry["bytes"] / manifest["onnx_bytes"] < 0.35  # int8 weights: about a quarter of fp32's
     assert set(entry["calibration"]) == set(int8.CALIBRATION) and not set(int8.CALIBRATION) & set(int8.HELD_OUT)
     assert set(entry["held_out"]) == set(int8.HELD_OUT)
+    # MidasNet_small's five "same" paddings and the shapes they read stay integer (bake/int8.py: keep_integer)
+    assert entry["quantization"]["integer_rewiring"] == {"Shape": 10, "Pad": 5}
     assert entry["abs_rel"] == max(e["abs_rel"] for e in entry["held_out"].values()) >= 0
     assert 0 <= entry["delta1"] == min(e["delta1"] for e in entry["held_out"].values()) <= 1
     # the fp32 model is the one the plain bake writes
     fp32 = json.loads((baked_model_dir / "manifest.json").read_text())
     assert manifest["onnx_sha256"] == fp32["onnx_sha256"] and "int8" not in fp32
+
+
+def _qdq_pad_graph(after_scale: float):
+    """image → Q → DQ → Pad (value 0 through Q/DQ, as the quantiser writes it) → Q(after_scale) → DQ, and the
+    Shape of the first DQ's output: what the quantiser leaves around MidasNet_small's "same" paddings."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def scalar(name, value, dtype):
+        return numpy_helper.from_array(np.array(value, dtype=dtype), name)
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xf"]),
+        helper.make_node("Shape", ["xf"], ["shape"]),
+        helper.make_node("Constant", [], ["zero"], value=scalar("zero_value", 0.0, np.float32)),
+        helper.make_node("QuantizeLinear", ["zero", "s", "z"], ["zero_q"]),
+        helper.make_node("DequantizeLinear", ["zero_q", "s", "z"], ["zero_f"]),
+        helper.make_node("Pad", ["xf", "pads", "zero_f"], ["padded"], mode="constant"),
+        helper.make_node("QuantizeLinear", ["padded", "s2", "z"], ["padded_q"]),
+        helper.make_node("DequantizeLinear", ["padded_q", "s2", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qdq_pad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 5])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("shape", TensorProto.INT64, None),
+        ],
+        [
+            scalar("s", 0.05, np.float32),
+            scalar("z", 100, np.uint8),
+            scalar("s2", after_scale, np.float32),
+            numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 2, 1], dtype=np.int64), "pads"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model, x):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})
+
+
+@pytest.mark.parametrize(("after_scale", "rewired"), [(0.05, {"Shape": 1, "Pad": 1}), (0.07, {"Shape": 1, "Pad": 0})])
+def test_keep_integer_pads_uint8_and_reads_shapes_without_dequantising_with_the_same_output(after_scale, rewired):
+    model = _qdq_pad_graph(after_scale)
+    x = np.random.default_rng(2).uniform(-5, 8, size=(1, 2, 4, 5)).astype(np.float32)
+    before = _run(model, x)
+    assert int8.keep_integer(model) == rewired
+    after = _run(model, x)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    producer = {output: node.op_type for node in model.graph.node for output in node.output}
+    dequantized = {n.op_type for n in model.graph.node if n.input and producer.get(n.input[0]) == "DequantizeLinear"}
+    # a Pad followed by a QuantizeLinear of other parameters is left as it was
+    assert dequantized == (set() if rewired["Pad"] else {"Pad"})
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == (1 if rewired["Pad"] else 3)
 
 
 def test_aligned_errors_are_zero_for_a_scaled_and_shifted_copy_and_grow_with_noise():
