@@ -20,6 +20,8 @@ class DepthResult:
 
     inverse_depth: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    # (min, max) of inverse_depth, measured as the upsample wrote it (the renderings' normalisation reuses it)
+    depth_range: tuple[float, float] | None = None
     # Kept only when ``estimate`` is asked for a point budget: the colour grid for points and the lens EXIF.
     colors: np.ndarray | None = None
     stride: int = 1
@@ -84,21 +86,22 @@ class DepthEstimator:
         with result.stage("inference"):
             prediction = self.model.infer(net_input)
         with result.stage("upsample"):
-            result.inverse_depth = preprocess.resize_to(prediction, width, height)
+            result.inverse_depth, result.depth_range = preprocess.resize_with_range(prediction, width, height)
         return result
 
     def heatmap_png(self, result: DepthResult, colormap: str | None = None) -> bytes:
         """The coloured heatmap PNG (Inferno by default: yellow = near) at the original resolution."""
         colormap = colormap or self.settings.default_colormap
         with result.stage("colormap"):
-            levels = imaging.normalise(result.inverse_depth, bits=1)
+            levels = imaging.normalise(result.inverse_depth, bits=1, depth_range=result.depth_range)
         with result.stage("encode"):
             return imaging.heatmap_png(levels, colormap, self.settings.png_compression)
 
     def depth_png16(self, result: DepthResult) -> bytes:
         """Min-max normalised depth as a 16-bit grayscale PNG (upstream run.py ``bits=2``)."""
         with result.stage("encode"):
-            return imaging.depth_png16(imaging.normalise(result.inverse_depth, bits=2), self.settings.png_compression)
+            levels = imaging.normalise(result.inverse_depth, bits=2, depth_range=result.depth_range)
+            return imaging.depth_png16(levels, self.settings.png_compression)
 
     def depth_pfm(self, result: DepthResult) -> bytearray:
         """The raw float32 depth as PFM (upstream run.py ``write_pfm``)."""

@@ -223,17 +223,21 @@ def _block_to_rgb(img: Image.Image) -> np.ndarray:
 _BLOCK = 1 << 17
 
 
-def normalise(depth: np.ndarray, bits: int) -> np.ndarray:
+def normalise(depth: np.ndarray, bits: int, depth_range: tuple[float, float] | None = None) -> np.ndarray:
     """Upstream write_depth: max_val * (d - min) / (max - min), non-finite → 0, truncated to uint8/uint16.
 
     Same float32 operations in the same order as upstream (bit-identical levels). Block by block: the minimum and
-    maximum in one read of the map, then each block's levels while it is in cache (one pass through memory).
+    maximum in one read of the map (or ``depth_range``, the map's own (min, max) as NumPy gives them, where the
+    caller measured it already: :func:`preprocess.resize_with_range`), then each block's levels while it is in cache.
     """
     flat = np.ascontiguousarray(depth).reshape(-1)
     blocks = [flat[start : start + _BLOCK] for start in range(0, flat.size, _BLOCK)]
-    # NumPy's min and max propagate NaN (Python's would skip it): both finite = every value finite
-    lo = np.min([block.min() for block in blocks])
-    hi = np.max([block.max() for block in blocks])
+    if depth_range is None:
+        # NumPy's min and max propagate NaN (Python's would skip it): both finite = every value finite
+        lo = np.min([block.min() for block in blocks])
+        hi = np.max([block.max() for block in blocks])
+    else:
+        lo, hi = np.float32(depth_range[0]), np.float32(depth_range[1])
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return normalise(np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0), bits)
     # 16-bit levels big-endian, as PNG stores them: the PNG writer then needs no byte-swapped copy of the map

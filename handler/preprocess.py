@@ -125,13 +125,24 @@ def to_net_input(rgb: np.ndarray | imaging.Picture) -> np.ndarray:
 
 
 def resize_to(prediction: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bicubic resize of the (h, w) prediction to (height, width); equals torch bicubic, align_corners=False.
-    Columns, then rows, each by the bands of :func:`cubic_bands` (the products skip the weight matrix's zeros)."""
+    """Bicubic resize of the (h, w) prediction to (height, width); equals torch bicubic, align_corners=False."""
+    return resize_with_range(prediction, width, height)[0]
+
+
+def resize_with_range(prediction: np.ndarray, width: int, height: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """:func:`resize_to`, and the minimum and maximum of what it wrote (NaN where any value is NaN, as NumPy's
+    min and max give them): columns, then rows, each by the bands of :func:`cubic_bands` (the products skip the
+    weight matrix's zeros); each band of output rows is measured while it is still in cache, which spares the
+    heatmap's normalisation a read of the whole map."""
     h, w = prediction.shape
     wide = np.empty((h, width), dtype=np.float32)
     for start, end, first, last, band in cubic_bands(w, width):
         np.matmul(prediction[:, first:last], band.T, out=wide[:, start:end])
     out = np.empty((height, width), dtype=np.float32)
+    lows, highs = [], []
     for start, end, first, last, band in cubic_bands(h, height):
-        np.matmul(band, wide[first:last], out=out[start:end])
-    return out
+        rows = out[start:end]
+        np.matmul(band, wide[first:last], out=rows)
+        lows.append(rows.min())
+        highs.append(rows.max())
+    return out, (float(np.min(lows)), float(np.max(highs)))

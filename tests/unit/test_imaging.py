@@ -144,6 +144,17 @@ def test_non_finite_in_a_late_block_is_zeroed(bad):
     np.testing.assert_array_equal(imaging.normalise(depth, 1), upstream.write_depth_values(depth, 1))
 
 
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf])
+def test_normalise_with_the_range_measured_upstream_of_it_is_still_upstream_write_depth(bad):
+    depth = np.random.default_rng(4).standard_normal((300, 500), dtype=np.float32) * 7 + 2
+    if bad is not None:
+        depth[100, 200] = bad
+    depth_range = (float(depth.min()), float(depth.max()))  # what preprocess.resize_with_range measures
+    for bits in (1, 2):
+        ours = imaging.normalise(depth, bits, depth_range=depth_range)
+        np.testing.assert_array_equal(ours, upstream.write_depth_values(depth, bits))
+
+
 def test_normalise_handles_flat_and_non_finite_maps():
     assert not imaging.normalise(np.full((4, 4), 3.0, np.float32), 1).any()
     depth = np.array([[np.nan, 1.0], [np.inf, 3.0]], np.float32)

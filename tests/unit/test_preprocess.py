@@ -71,3 +71,13 @@ def test_resize_back_equals_the_recorded_torch_bicubic(upstream_values, width, h
     index, value, ptp = (upstream_values[f"resize/{width}x{height}/{part}"] for part in ("index", "value", "ptp"))
     assert ours.shape == (height, width) and ours.dtype == np.float32 and ours.flags.c_contiguous
     assert np.max(np.abs(ours.reshape(-1)[index] - value)) <= 2e-4 * ptp
+
+
+@pytest.mark.parametrize(("width", "height"), [(640, 480), (97, 61)])
+def test_the_range_measured_while_resizing_is_the_resized_maps_own(width, height):
+    prediction = net_sized_map(width, height)
+    out, (lo, hi) = preprocess.resize_with_range(prediction, width, height)
+    np.testing.assert_array_equal(out, preprocess.resize_to(prediction, width, height))
+    assert (lo, hi) == (out.min(), out.max())
+    prediction[3, 5] = np.nan  # NaN spreads to the outputs its taps reach, and to the range, as NumPy's min gives it
+    assert all(np.isnan(v) for v in preprocess.resize_with_range(prediction, width, height)[1])
