@@ -17,6 +17,11 @@ user, memory capped at the MemorySize) and measured:
 
 ``--sweep`` also times 640x480 under each ORT thread/spinning setting at each CPU share, to choose the default.
 
+Where the image carries the bake's int8 model (a model directory baked with ``--precision int8``, as the template's
+ModelPrecision=int8 builds it), the same image is measured again with MODEL_PRECISION=int8 at 1024 and 2048 MB,
+and fp32 and int8 are printed side by side. Its MAX_INT8_ABS_REL is lax (the gate opened): the gate judges the
+weights' fidelity, which a benchmark does not measure, and the test weights fail it.
+
     python scripts/bench_image.py [--model-dir layer/model] [--json out.json] [--sweep] [--quick]
 """
 
@@ -32,7 +37,7 @@ import time
 from pathlib import Path
 
 from localdev.bench import PRICE_GB_S, PRICE_REQUEST, SIZES, photo_like_jpeg
-from localdev.events import depth_event
+from localdev.events import api_event, depth_event, response_body
 from localdev.lambda_container import (
     FunctionContainer,
     build_context,
@@ -59,6 +64,9 @@ SWEEP = {
     "2 threads, spinning": {"ORT_THREADS": "2", "ORT_SPINNING": "true"},
     "2 threads, no spinning": {"ORT_THREADS": "2", "ORT_SPINNING": "false"},
 }
+# The shares int8 is measured at too, and its environment: the fidelity gate opened (see the docstring).
+INT8_SHARES = ("--cpus 0.58 (1024 MB)", "--cpus 1.16 (2048 MB)")
+INT8_ENV = {"MODEL_PRECISION": "int8", "MAX_INT8_ABS_REL": "1e9"}
 COLD_EVERY = 1000  # the cost table's second column bills one init per this many images
 
 
@@ -78,6 +86,22 @@ def cost_rows(shares: dict) -> list[dict]:
             row[f"{arch}_usd_with_init"] = round(warm_usd + 1e6 / COLD_EVERY * init_s * memory_gb * price, 2)
         rows.append(row)
     return rows
+
+
+def print_precision_table(shares: dict, int8: dict) -> None:
+    """fp32 and int8 side by side at the shares both were measured at."""
+    fp32_cost = {row["share"]: row for row in cost_rows(shares)}
+    int8_cost = {row["share"]: row for row in cost_rows(int8)}
+    print("\nfp32 and int8 (MODEL_PRECISION=int8, MAX_INT8_ABS_REL lax: the test weights fail the gate), same image:")
+    print("\n| share (MemorySize) | precision | 640x480 p50 | 4032x3024 p50 | init | first answer | x86 $/1M |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for label in int8:
+        for precision, figures, cost in (("fp32", shares[label], fp32_cost), ("int8", int8[label], int8_cost)):
+            print(
+                f"| {label} | {precision} | {figures['warm']['640x480']['p50_ms']} ms |"
+                f" {figures['warm']['4032x3024']['p50_ms']} ms | {figures['init_s']} s | {figures['cold_start_s']} s |"
+                f" {cost[label]['x86_64_usd']:.2f} |"
+            )
 
 
 def print_cost_table(rows: list[dict]) -> None:
@@ -119,9 +143,9 @@ def check_answer(reply: dict) -> None:
 INIT_PROBE = "import time; t = time.perf_counter(); import handler.entry; print(round(time.perf_counter() - t, 3))"
 
 
-def init_seconds(image: str, cpus: float | None, memory_mb: int, runs: int = 3) -> float:
+def init_seconds(image: str, cpus: float | None, memory_mb: int, env: dict[str, str], runs: int = 3) -> float:
     """Median over ``runs`` fresh containers (Lambda's constraints) of :data:`INIT_PROBE`: the function's init."""
-    flags = ["--rm", *lambda_constraints(memory_mb, cpus, {"POWERTOOLS_LOG_LEVEL": "WARNING"})]
+    flags = ["--rm", *lambda_constraints(memory_mb, cpus, {"POWERTOOLS_LOG_LEVEL": "WARNING", **env})]
     seconds = []
     for _ in range(runs):
         out = docker("run", *flags, "--entrypoint=python", image, "-c", INIT_PROBE).stdout
@@ -137,6 +161,11 @@ def measure(image: str, cpus: float | None, memory_mb: int, env: dict[str, str],
         reply, _ = container.invoke(events["640x480"])
         cold = time.perf_counter() - container.started_at
         check_answer(reply)
+        health, _ = container.invoke(api_event("v2", "GET", "/health"))
+        check_answer(health)
+        precision = json.loads(response_body(health))["precision"]
+        if precision != env.get("MODEL_PRECISION", "fp32"):
+            raise RuntimeError(f"asked for {env.get('MODEL_PRECISION', 'fp32')}, the function serves {precision}")
         idle = container.memory_bytes()
         warm = {}
         for size, count in runs.items():
@@ -155,7 +184,8 @@ def measure(image: str, cpus: float | None, memory_mb: int, env: dict[str, str],
         peak = container.peak_memory_bytes()
     first = reports[0] if reports else {}
     return {
-        "init_s": round(init_seconds(image, cpus, memory_mb), 3),
+        "precision": precision,
+        "init_s": round(init_seconds(image, cpus, memory_mb, env), 3),
         "cold_start_s": round(cold, 3),
         "rie_init_ms": first.get("init_ms"),
         "rie_first_duration_ms": first.get("duration_ms"),
@@ -174,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test of the benchmark)")
     args = parser.parse_args(argv)
 
-    results: dict = {"machine": {}, "image": {}, "shares": {}, "sweep": {}}
+    results: dict = {"machine": {}, "image": {}, "shares": {}, "int8": {}, "sweep": {}}
     tag = args.image
     if tag is None:
         if not (args.model_dir / "manifest.json").is_file():
@@ -184,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="midas-image-") as tmp:
             results["image"]["build_s"] = round(build_image(build_context(Path(tmp), args.model_dir), tag), 1)
     results["image"].update(tag=tag, size_mb=round(image_size(tag) / 1e6))
-    results["machine"] = {"cpus": os.cpu_count(), "cpu": _cpu_model()}
+    results["machine"] = {"cpus": os.cpu_count(), "cpu": _cpu_model(), "load": _load()}
+    has_int8 = _carries_int8(tag)
 
     runs = (
         {"640x480": 5, "1920x1080": 2, "4032x3024": 1}
@@ -201,12 +232,29 @@ def main(argv: list[str] | None = None) -> int:
                 figures = measure(tag, cpus, memory_mb, env, sweep_runs, jpegs)
                 results["sweep"].setdefault(label, {})[name] = figures["warm"]["640x480"]["p50_ms"]
             print(f"  sweep 640x480 p50 ms: {json.dumps(results['sweep'][label])}", flush=True)
+        if label in INT8_SHARES and has_int8:
+            results["int8"][label] = measure(tag, cpus, memory_mb, INT8_ENV, runs, jpegs)
+            print(f"{label}, int8: {json.dumps(results['int8'][label])}", flush=True)
     results["cost"] = cost_rows(results["shares"])
+    results["machine"]["load"] += _load()
     print_cost_table(results["cost"])
+    if results["int8"]:
+        results["int8_cost"] = cost_rows(results["int8"])
+        print_precision_table(results["shares"], results["int8"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def _carries_int8(image: str) -> bool:
+    """Whether the image's model directory holds the bake's int8 model."""
+    probe = "import json, os; print('int8' in json.load(open(os.environ['MODEL_DIR'] + '/manifest.json')))"
+    return docker("run", "--rm", "--entrypoint=python", image, "-c", probe).stdout.strip() == "True"
+
+
+def _load() -> list[str]:
+    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def _cpu_model() -> str:
