@@ -34,7 +34,16 @@ class PayloadTooLarge(DepthError):
 
 
 class TooManyPixels(DepthError):
+    """Over a path's pixel cap; ``pixels``, ``mode`` and ``image_format`` (when the count is the reason) let a caller
+    say where such an image would be taken."""
+
     status_code, code = 413, "too_many_pixels"
+
+    def __init__(
+        self, message: str, *, pixels: int | None = None, mode: str = "RGB", image_format: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.pixels, self.mode, self.image_format = pixels, mode, image_format
 
 
 class ImageTooLarge(DepthError):

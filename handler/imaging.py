@@ -94,7 +94,7 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int, memory_mb: int |
         raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {max_bytes} bytes")
     decode_work.check(data)
     img = _open_header(data)
-    _check_size(*img.size, max_pixels)
+    _check_size(img, max_pixels)
     if memory_mb is not None:
         _check_memory(img, memory_mb)
     _check_coding(img)
@@ -135,9 +135,15 @@ def _check_coding(img: Image.Image) -> None:
         raise UnsupportedMediaType(f"TIFF with {compression} compression is not supported; send PNG or JPEG")
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
+def _check_size(img: Image.Image, max_pixels: int) -> None:
+    width, height = img.size
     if width * height > max_pixels:
-        raise TooManyPixels(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels")
+        raise TooManyPixels(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels",
+            pixels=width * height,
+            mode=img.mode,
+            image_format=img.format,
+        )
     if max(width, height) > MAX_SIDE:  # a 1 000 000 x 50 strip is few pixels but gigabytes of resize work
         raise TooManyPixels(f"image is {width}x{height}; no side may exceed {MAX_SIDE} pixels")
     if width < 1 or height < 1:

@@ -7,21 +7,15 @@ all it takes (the callers set it).
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
+from localdev.localstack import free_port  # one finder of free ports (localstack.py stays standard-library only)
+
 # The emulator's credentials and region: any value works; these are the ones `make serve`'s banner shows.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port of ``host`` (an address of this machine) that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def start_moto(port: int = 0):

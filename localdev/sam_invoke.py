@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 def invoke_each_event(args: argparse.Namespace, key: str, endpoint: str, region: str) -> int:
     import boto3
 
+    from handler.config import DEFAULT_OUTPUT_PREFIX
+    from handler.s3_outputs import output_key
+
     session = boto3.session.Session(
         aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -142,11 +145,12 @@ def invoke_each_event(args: argparse.Namespace, key: str, endpoint: str, region:
     # AWS_ENDPOINT_URL: the emulator as the container reaches it. SAM only sets variables the template declares.
     settings = function_env(output_bucket=OUTPUT_BUCKET, input_buckets=INPUT_BUCKET, AWS_ENDPOINT_URL=endpoint)
     env_vars.write_text(json.dumps({FUNCTION: settings}, indent=2) + "\n")
-    heatmap = f"s3://{OUTPUT_BUCKET}/depth/{key}.png"
+    heatmap_key = output_key(DEFAULT_OUTPUT_PREFIX, key, "heatmap")
+    heatmap = f"s3://{OUTPUT_BUCKET}/{heatmap_key}"
     for name, event in (("s3-notification", notification), ("eventbridge", eventbridge), ("sqs-batch", batch)):
         path = args.events_dir / f"{name}.json"
         path.write_text(json.dumps(event, indent=2) + "\n")
-        s3.delete_object(Bucket=OUTPUT_BUCKET, Key=f"depth/{key}.png")
+        s3.delete_object(Bucket=OUTPUT_BUCKET, Key=heatmap_key)
         started = time.monotonic()
         reply = sam_invoke(args.sam, path, env_vars, args.network)
         print(f"{name}: {json.dumps(reply)} ({time.monotonic() - started:.1f} s)")

@@ -224,7 +224,7 @@ def try_it(endpoint: str, outputs: dict[str, str]) -> str:
     aws = f"aws --endpoint-url {endpoint}"
     made_from = (
         f"{aws} s3api head-object --bucket {outputs['OutputBucketName']} --key {heatmap}"
-        " --query 'Metadata.\"source-etag\"' --output text 2>/dev/null"
+        " --query 'Metadata.\"source-etag\"' --output text 2>/dev/null || true"
     )
     return "\n".join(
         [
@@ -232,8 +232,10 @@ def try_it(endpoint: str, outputs: dict[str, str]) -> str:
             "  export " + " ".join(f"{k}={v}" for k, v in CREDENTIALS.items()),
             f"  etag=$({aws} s3api put-object --bucket {outputs['InputBucketName']} --key {key} --body photo.jpg"
             " --query ETag --output text | tr -d '\"')",
-            f'  until [ "$({made_from})" = "$etag" ]; do sleep 1; done',
-            f"  {aws} s3 cp s3://{outputs['OutputBucketName']}/{heatmap} photo-depth.png",
+            f'  for attempt in $(seq 240); do made=$({made_from}); [ "$made" = "$etag" ] && break; sleep 0.5; done',
+            f'  [ "$made" = "$etag" ] && {aws} s3 cp s3://{outputs["OutputBucketName"]}/{heatmap} photo-depth.png'
+            f" || echo 'no heatmap of this upload after 2 minutes: see the failure records under"
+            f" s3://{outputs['OutputBucketName']}/{outputs['OutputPrefix']}failures/'",
             f"  curl {url}health",
             f"  curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg -o depth.png {url}depth",
             f"  the upload page, in a browser on this machine: {url}",

@@ -64,12 +64,16 @@ def http_depth(estimator: DepthEstimator, data: bytes, max_points: int | None = 
     try:
         return estimator.estimate(data, max_pixels=estimator.settings.http_max_pixels, max_points=max_points)
     except TooManyPixels as exc:
-        if estimator.settings.http_max_pixels < estimator.settings.max_image_pixels:
-            raise TooManyPixels(
-                f"{exc.message} on the HTTP API; upload larger images to the input bucket, whose trigger takes up "
-                f"to {estimator.settings.max_image_pixels} pixels"
-            ) from None
-        raise
+        if exc.pixels is None:  # a side over the limit, which no path takes
+            raise
+        settings = estimator.settings
+        trigger_cap = settings.pixel_cap(settings.max_image_pixels, exc.mode, exc.image_format)
+        instead = (
+            f"; upload it to the input bucket instead, whose trigger takes such an image up to {trigger_cap} pixels"
+            if exc.pixels <= trigger_cap  # the trigger takes it, with the function's memory
+            else ""
+        )
+        raise TooManyPixels(f"{exc.message} on the HTTP API{instead}") from None
 
 
 def http_heatmap(estimator: DepthEstimator, data: bytes, colormap: str) -> tuple[DepthResult, bytes]:

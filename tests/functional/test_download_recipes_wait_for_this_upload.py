@@ -70,7 +70,7 @@ def printed_by_make_stack() -> str:
     }
     lines = [line.strip() for line in stack.try_it(endpoint, outputs).splitlines()]
     start = next(i for i, line in enumerate(lines) if line.startswith("export "))
-    end = next(i for i, line in enumerate(lines) if line.endswith("photo-depth.png"))
+    end = next(i for i, line in enumerate(lines) if "photo-depth.png" in line)
     return "\n".join(lines[start : end + 1])
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from handler.config import MEMORY_SHARE, Settings, memory_pixel_cap
 from handler.estimator import DepthEstimator
 from localdev.memory import measure, sample
-from support import assert_clean_error, call, encode, list_keys, s3_event, scene
+from support import assert_clean_error, call, encode, list_keys, png_claiming, s3_event, scene
 
 
 def flat_png(width: int, height: int, mode: str = "RGBA") -> bytes:
@@ -93,3 +93,21 @@ def test_the_largest_image_accepted_peaks_below_90_percent_of_the_memory(baked_m
     result = measure(baked_model_dir, path, env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb)})
     assert "refused" not in result, result
     assert result["peak_mb"] < MEMORY_SHARE * memory_mb, result
+
+
+def test_http_points_to_the_bucket_only_for_what_the_trigger_takes_with_its_memory(entry_with_memory, lambda_context):
+    """An image over the HTTP API's cap is pointed to the input bucket with the trigger's cap for that image at this
+    memory size, and not pointed there at all when the trigger would refuse it too."""
+    entry = entry_with_memory(512)
+    trigger_cap = entry.estimator.settings.pixel_cap(entry.estimator.settings.max_image_pixels, "RGB", "PNG")
+    http_cap = entry.estimator.settings.http_max_pixels
+    assert http_cap < trigger_cap < entry.estimator.settings.max_image_pixels  # the memory lowers the trigger's cap
+
+    taken = png_claiming(5000, (http_cap + trigger_cap) // 2 // 5000)
+    answer = call(entry.lambda_handler, lambda_context, "v2", "POST", "/depth", taken, "image/png")
+    assert_clean_error(answer, 413, "too_many_pixels", f"whose trigger takes such an image up to {trigger_cap} pixels")
+
+    refused = png_claiming(5000, trigger_cap // 5000 + 1)
+    answer = call(entry.lambda_handler, lambda_context, "v2", "POST", "/depth", refused, "image/png")
+    assert_clean_error(answer, 413, "too_many_pixels", f"the limit is {http_cap} pixels")
+    assert "input bucket" not in answer.json()["message"]
