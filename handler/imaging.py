@@ -58,7 +58,7 @@ class Picture:
 
     def __init__(self, img: Image.Image, camera: CameraExif | None = None) -> None:
         self._img: Image.Image | None = img
-        self.camera = camera or CameraExif()  # the lens fields of its EXIF (:func:`camera_exif`)
+        self.camera = camera or CameraExif()  # the lens fields of its EXIF (:func:`_lens`)
         self.shape = (img.height, img.width, 3)
         self._array: np.ndarray | None = None
 
@@ -179,17 +179,9 @@ def _decode(img: Image.Image) -> Picture:
         raise InvalidImage(f"corrupt or truncated {img.format} image: {exc}") from None
 
 
-def camera_exif(data: bytes) -> CameraExif:
-    """The lens fields of an image's EXIF (focal lengths, focal-plane resolution); empty when it has none. Reads the
-    header only: call it on bytes :func:`open_image` accepted (whose :attr:`Picture.camera` holds the same)."""
-    try:
-        with Image.open(io.BytesIO(data), formats=_FORMATS) as img:
-            return _lens(img.getexif())
-    except Exception:  # EXIF is optional: unreadable lens data means "no lens data", never a failed request
-        return CameraExif()
-
-
 def _lens(exif: Image.Exif) -> CameraExif:
+    """The lens fields of an image's EXIF (focal lengths, focal-plane resolution; :attr:`Picture.camera`); empty
+    when it has none."""
     try:
         return read_camera_exif(exif)
     except Exception:  # EXIF is optional: unreadable lens data means "no lens data", never a failed request

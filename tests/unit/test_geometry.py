@@ -158,10 +158,15 @@ def test_edge_threshold_drops_the_flying_pixels_between_sphere_and_plane():
 # ------------------------------------------------------------------------------------------------ intrinsics
 
 
+def lens(data: bytes) -> geometry.CameraExif:
+    """The lens EXIF as the pipeline reads it: with the pixels, by the decode."""
+    return imaging.open_image(data, max_bytes=len(data), max_pixels=50_000_000).camera
+
+
 def test_intrinsics_from_exif_fov_given_and_the_default():
     # FocalLengthIn35mmFilm = 28 mm: the same diagonal field of view as 28 mm on a 36 x 24 mm frame
     data = jpeg_with_exif(4000, 3000, **{"0xa405": 28})
-    exif = imaging.camera_exif(data)
+    exif = lens(data)
     cam = geometry.intrinsics(4000, 3000, Options(), exif)
     assert cam.source == "exif-35mm" and cam.fx == cam.fy == pytest.approx(28 * 5000 / math.hypot(36, 24))
     assert (cam.cx, cam.cy) == (2000, 1500)
@@ -171,13 +176,13 @@ def test_intrinsics_from_exif_fov_given_and_the_default():
         1500,
         **{"0x920a": IFDRational(42, 10), "0xa20e": IFDRational(4000, 1), "0xa210": 3, "0xa002": 4000, "0xa003": 3000},
     )
-    cam = geometry.intrinsics(2000, 1500, Options(), imaging.camera_exif(data))
+    cam = geometry.intrinsics(2000, 1500, Options(), lens(data))
     assert cam.source == "exif-focal-plane" and cam.fx == pytest.approx(4.2 * 400 / 2)
     # a field of view or explicit values win over EXIF; without anything: 60° horizontal
     assert geometry.intrinsics(4000, 3000, Options(fov=90), exif).fx == pytest.approx(2000)
     given = geometry.intrinsics(4000, 3000, Options(fx=1000, cx=10, cy=20), exif)
     assert (given.fx, given.fy, given.cx, given.cy, given.source) == (1000, 1000, 10, 20, "given")
-    default = geometry.intrinsics(640, 480, Options(), imaging.camera_exif(jpeg_with_exif(640, 480)))
+    default = geometry.intrinsics(640, 480, Options(), lens(jpeg_with_exif(640, 480)))
     assert default.source == "default-fov" and default.fx == pytest.approx(320 / math.tan(math.radians(30)))
 
 
