@@ -108,6 +108,8 @@ def write_int8(onnx_path: Path, output_dir: Path) -> dict:
             "integer_rewiring": rewired,
         },
         "calibration": list(CALIBRATION),
+        # how this CPU's int8 kernels add up products: the error below holds where the runtime's do it as exactly
+        "sums": contract.int8_sums(contract.cpu_features()),
         # the worst held-out photograph: what the runtime's gate compares with MAX_INT8_ABS_REL
         "abs_rel": max(errors["abs_rel"] for errors in held_out.values()),
         "delta1": min(errors["delta1"] for errors in held_out.values()),

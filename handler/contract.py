@@ -28,6 +28,12 @@ PORTABLE_FRAME_FILE = "model.onnx.frame"
 # MAX_INT8_ABS_REL (default below).
 INT8_FILE = "model.int8.onnx"
 MAX_INT8_ABS_REL = 0.02
+# How ONNX Runtime's uint8 x int8 kernels add up products depends on the CPU: on x86 without VNNI they add pairs of
+# products in 16 bits (vpmaddubsw), which saturates where two large products meet; with VNNI (vpdpbusd) and on Arm
+# the sums are exact. So int8's error is the CPU's too: measured with saturating kernels it holds where they are
+# exact (saturation only adds error), not the reverse (docs/performance.md#int8-on-another-cpu).
+INT8_EXACT_FEATURES = frozenset({"avx512_vnni", "avx_vnni"})
+X86_FEATURES = frozenset({"sse4_1", "sse4_2", "avx", "avx2"})
 PRECISIONS = ("fp32", "int8")
 # A seeded input both the bake and the runtime run through the optimised graph: it must give the portable
 # model's output (recorded by the bake) within this fraction of the output's range, or the runtime falls back.
@@ -118,6 +124,23 @@ def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
         if name.strip() in ("flags", "Features"):
             return sorted(VECTOR_FEATURES.intersection(value.split()))
     return []
+
+
+def int8_sums(features: list[str]) -> str:
+    """How ORT's uint8 x int8 kernels add up products on a CPU with these vector features (:func:`cpu_features`):
+    "exact", "saturating" (x86 without VNNI), or "unknown" (none read)."""
+    found = set(features)
+    if not found:
+        return "unknown"
+    if found & INT8_EXACT_FEATURES or not found & X86_FEATURES:
+        return "exact"
+    return "saturating"
+
+
+def int8_error_holds(measured: str, here: str) -> bool:
+    """Whether int8's error, measured by the bake with ``measured`` sums (:func:`int8_sums`), holds on a CPU whose
+    sums are ``here``: wherever they are exact, and anywhere when they were measured saturating."""
+    return here == "exact" or measured == "saturating"
 
 
 def probe_input():  # noqa: ANN201  (a NumPy array; NumPy is imported only when called: the bake stage's contract)

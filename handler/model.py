@@ -169,6 +169,13 @@ def _int8_session(
             f"int8's abs_rel against fp32 on the bake's held-out photographs is {abs_rel:.4g}, "
             f"beyond MAX_INT8_ABS_REL {max_abs_rel:g}"
         )
+    measured, here = entry.get("sums", "unknown"), contract.int8_sums(contract.cpu_features())
+    if not contract.int8_error_holds(measured, here):
+        raise ModelUnavailable(
+            f"int8's error was measured on a CPU whose int8 sums are {measured}; this CPU's are {here} (x86 without "
+            "VNNI: ONNX Runtime's kernels may saturate), so the measured error does not hold here; an int8 model "
+            "baked on a CPU without VNNI holds on both"
+        )
     return _verified_session({path: sha256}, threads, spinning)
 
 

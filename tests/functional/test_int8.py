@@ -38,6 +38,8 @@ def test_the_int8_bake_records_its_file_and_its_error_against_fp32(int8_model_di
     assert set(entry["held_out"]) == set(int8.HELD_OUT)
     # MidasNet_small's five "same" paddings and the shapes they read stay integer (bake/int8.py: keep_integer)
     assert entry["quantization"]["integer_rewiring"] == {"Shape": 10, "Pad": 5}
+    # how this machine's int8 kernels add up products: where the error it measured holds
+    assert entry["sums"] == contract.int8_sums(contract.cpu_features()) in ("exact", "saturating")
     assert entry["abs_rel"] == max(e["abs_rel"] for e in entry["held_out"].values()) >= 0
     assert 0 <= entry["delta1"] == min(e["delta1"] for e in entry["held_out"].values()) <= 1
     # the fp32 model is the one the plain bake writes
@@ -149,3 +151,34 @@ def test_an_int8_model_that_fails_its_checks_falls_back_to_fp32(tmp_path, int8_m
     spoil(model_dir)
     model = DepthModel.load(model_dir, precision="int8", max_int8_abs_rel=LAX)
     assert model.precision == "fp32" and note in model.precision_note
+
+
+NO_VNNI = ["avx", "avx2", "avx512bw", "avx512f", "fma", "sse4_1", "sse4_2"]
+
+
+@pytest.mark.parametrize(
+    ("measured", "features", "served"),
+    [
+        ("exact", NO_VNNI, "fp32"),  # measured with VNNI, served where ORT's int8 sums may saturate
+        ("exact", [*NO_VNNI, "avx512_vnni"], "int8"),
+        ("saturating", NO_VNNI, "int8"),
+        ("saturating", [*NO_VNNI, "avx512_vnni"], "int8"),
+        (None, NO_VNNI, "fp32"),  # a manifest that does not say how its error was measured
+    ],
+)
+def test_int8_is_served_only_where_the_bakes_error_holds(
+    tmp_path, monkeypatch, int8_model_dir, measured, features, served
+):
+    """The gate's error is the bake CPU's: measured with exact int8 sums (VNNI, Arm), it says nothing of a CPU
+    whose kernels saturate, so the function serves fp32 there and says why."""
+    model_dir = copy_model(int8_model_dir, tmp_path / "m")
+    edit_manifest(model_dir, lambda m: m["int8"].update(sums=measured) if measured else m["int8"].pop("sums"))
+    monkeypatch.setattr(contract, "cpu_features", lambda *_: sorted(features))
+    model = DepthModel.load(model_dir, precision="int8", max_int8_abs_rel=LAX)
+    assert model.precision == served
+    if served == "fp32":
+        here = "saturating"
+        assert f"int8 sums are {measured or 'unknown'}; this CPU's are {here}" in model.precision_note
+        assert "without VNNI" in model.precision_note
+    else:
+        assert model.precision_note == ""
