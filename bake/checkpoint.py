@@ -25,7 +25,7 @@ _CHUNK = 1 << 20
 OFFLINE_HINT = (
     "without network access, bake a local copy of the checkpoint: --checkpoint PATH "
     "(make bake BAKE_CHECKPOINT=PATH); for an offline demo whose depth is meaningless, make the random test "
-    "checkpoint and bake that: .venv/bin/python scripts/make_test_checkpoint.py /tmp/midas_test.pt, then "
+    "checkpoint and bake that: make test-checkpoint (writes /tmp/midas_test.pt), then "
     "make bake BAKE_CHECKPOINT=/tmp/midas_test.pt"
 )
 

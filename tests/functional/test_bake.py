@@ -275,7 +275,7 @@ def assert_offline_ways_named(stderr: str) -> None:
     assert line.startswith("bake_weights: error: download of "), stderr
     assert "--checkpoint PATH" in line and "make bake BAKE_CHECKPOINT=PATH" in line
     assert "depth is meaningless" in line
-    assert ".venv/bin/python scripts/make_test_checkpoint.py /tmp/midas_test.pt" in line
+    assert "make test-checkpoint (writes /tmp/midas_test.pt)" in line  # the README's offline path, word for word
     assert line.endswith("then make bake BAKE_CHECKPOINT=/tmp/midas_test.pt")
 
 
@@ -300,16 +300,25 @@ def test_unreachable_url_names_the_offline_ways(tmp_path, release_server, where)
 
 
 def test_the_offline_ways_work(tmp_path):
-    """The commands the hint names exist as written: make_test_checkpoint.py's CLI writes a checkpoint the bake
-    loads strictly, and `make bake BAKE_CHECKPOINT=...` bakes that file."""
-    command = re.search(r"\.venv/bin/python (scripts/make_test_checkpoint\.py) (\S+),", checkpoint.OFFLINE_HINT)
-    assert command and command[2] == "/tmp/midas_test.pt"
-    demo = tmp_path / "midas_test.pt"  # the hint's path, moved under tmp_path
-    made = subprocess.run([sys.executable, str(ROOT / command[1]), str(demo)], capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    checkpoint.build_model(checkpoint.load_state_dict(demo))  # the strict load a bake does
+    """The commands the hint names exist as written: `make test-checkpoint` writes, where the hint says, a checkpoint
+    the bake loads strictly, and `make bake BAKE_CHECKPOINT=...` bakes that file."""
     if shutil.which("make") is None:
         pytest.skip("needs make")
+    written = re.search(r"make test-checkpoint \(writes (\S+)\)", checkpoint.OFFLINE_HINT)
+    assert written and f"BAKE_CHECKPOINT={written[1]}" in checkpoint.OFFLINE_HINT
+
+    def recipe(*variables: str) -> str:  # the command `make test-checkpoint` runs, as make prints it
+        dry = subprocess.run(
+            ["make", "-n", "test-checkpoint", *variables], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert dry.returncode == 0, dry.stderr
+        return next(line for line in dry.stdout.splitlines() if "make_test_checkpoint.py" in line)
+
+    assert recipe().endswith(f'"{written[1]}"')  # the default path is the hint's
+    demo = tmp_path / "midas_test.pt"  # the hint's file, written under tmp_path
+    made = subprocess.run(recipe(f"TEST_CHECKPOINT={demo}"), shell=True, cwd=ROOT, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    checkpoint.build_model(checkpoint.load_state_dict(demo))  # the strict load a bake does
     for value in ("PATH", "/tmp/midas_test.pt"):
         assert f"make bake BAKE_CHECKPOINT={value}" in checkpoint.OFFLINE_HINT
     dry = subprocess.run(
