@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -60,10 +60,18 @@ class DepthEstimator:
         """Load and verify the baked model named by ``settings`` (raises ``ModelUnavailable``)."""
         return cls(settings, DepthModel.from_settings(settings))
 
-    def estimate(self, data: bytes, *, max_pixels: int | None = None, max_points: int | None = None) -> DepthResult:
+    def estimate(
+        self,
+        data: bytes,
+        *,
+        max_pixels: int | None = None,
+        max_points: int | None = None,
+        before_decode: Callable[[int, int], None] | None = None,
+    ) -> DepthResult:
         """Encoded image bytes → relative inverse depth (larger = nearer) at the image's own size; ``max_pixels``
         lowers the settings' pixel cap (the HTTP path's). With ``max_points`` the result also keeps what
-        :meth:`point_cloud` needs: the colours of the even grid of at most that many pixels, and the lens EXIF."""
+        :meth:`point_cloud` needs: the colours of the even grid of at most that many pixels, and the lens EXIF.
+        ``before_decode`` sees the image's size from its header, and may refuse it (``imaging.open_image``)."""
         result = DepthResult(inverse_depth=np.empty((0, 0), np.float32))
         with result.stage("decode"):
             picture = imaging.open_image(
@@ -71,6 +79,7 @@ class DepthEstimator:
                 max_bytes=self.settings.max_image_bytes,
                 max_pixels=min(max_pixels or self.settings.max_image_pixels, self.settings.max_image_pixels),
                 memory_mb=self.settings.aws_lambda_function_memory_size,
+                before_decode=before_decode,
             )
         height, width = picture.shape[:2]
         if max_points is not None:

@@ -97,6 +97,13 @@ class Options:
         if self.fov is not None and not 0 < self.fov < 180:
             raise ValueError("fov must be between 0 and 180 degrees")
 
+    @property
+    def keeps_every_point(self) -> bool:
+        """Whether the cloud keeps every point of its grid, whatever the depth: near/far map every finite prediction
+        to a positive depth and no edge threshold cuts (a scale and shift may give depths that are not positive).
+        A mesh then has them all as vertices too, each a corner of a cell, once the grid has two rows and columns."""
+        return self.scale is None and self.edge_threshold is None
+
 
 @dataclass
 class PointCloud:
@@ -119,9 +126,19 @@ class PointCloud:
 def stride_for(height: int, width: int, max_points: int) -> int:
     """The smallest stride whose grid (every stride-th row and column, from the first) has at most ``max_points``."""
     stride = max(1, math.isqrt(max(0, height * width // max_points)))
-    while -(-height // stride) * -(-width // stride) > max_points:
+    while _grid_size(height, width, stride) > max_points:
         stride += 1
     return stride
+
+
+def grid_points(height: int, width: int, max_points: int) -> int:
+    """The points of the grid :func:`stride_for` picks: the most a cloud of the image can hold (known from its size
+    alone, before any pixel is decoded), and what it holds where :attr:`Options.keeps_every_point`."""
+    return _grid_size(height, width, stride_for(height, width, max_points))
+
+
+def _grid_size(height: int, width: int, stride: int) -> int:
+    return -(-height // stride) * -(-width // stride)
 
 
 def sample(array: np.ndarray, stride: int) -> np.ndarray:

@@ -10,6 +10,7 @@ uncounted) are refused.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -85,9 +86,18 @@ class Picture:
         return block[np.searchsorted(wanted, index)]
 
 
-def open_image(data: bytes, *, max_bytes: int, max_pixels: int, memory_mb: int | None = None) -> Picture:
+def open_image(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    memory_mb: int | None = None,
+    before_decode: Callable[[int, int], None] | None = None,
+) -> Picture:
     """Encoded bytes → the decoded :class:`Picture`, EXIF orientation applied; limits checked from the header first:
-    ``max_pixels``, then, with ``memory_mb`` (the function's memory), the cap for the mode the file decodes to."""
+    ``max_pixels``, then, with ``memory_mb`` (the function's memory), the cap for the mode the file decodes to, then
+    the caller's ``before_decode``, given the (width, height) the header states (before EXIF orientation): it
+    refuses the image by raising, before any pixel is decoded."""
     if not data:
         raise InvalidImage("empty image: no bytes received")
     if len(data) > max_bytes:
@@ -98,6 +108,8 @@ def open_image(data: bytes, *, max_bytes: int, max_pixels: int, memory_mb: int |
     if memory_mb is not None:
         _check_memory(img, memory_mb)
     _check_coding(img)
+    if before_decode is not None:
+        before_decode(*img.size)
     return _decode(img)
 
 

@@ -27,6 +27,9 @@ from handler.geometry import PointCloud
 FORMATS = {"ply": (".ply", "application/x-ply"), "glb": (".glb", "model/gltf-binary")}
 
 _PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+_GLB_POSITION, _GLB_COLOR = np.dtype(("<f4", (3,))), np.dtype(("<u2", (4,)))  # a point's POSITION and COLOR_0
+# Bytes a point takes in each format's file: its vertex record; the header, and a mesh's triangles, come on top.
+POINT_BYTES = {"ply": _PLY_VERTEX.itemsize, "glb": _GLB_POSITION.itemsize + _GLB_COLOR.itemsize}
 _GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # "glTF"
 _CHUNK_JSON, _CHUNK_BIN = 0x4E4F534A, 0x004E4942  # "JSON", "BIN\0"
 _FLOAT, _UNSIGNED_SHORT, _UNSIGNED_INT = 5126, 5123, 5125
@@ -98,8 +101,8 @@ def _pad(data: bytes, fill: bytes) -> bytes:
 def glb_bytes(cloud: PointCloud) -> bytes:
     _refuse_empty(cloud)
     n = len(cloud)
-    positions = np.ascontiguousarray(cloud.positions, dtype="<f4")
-    colors = np.empty((n, 4), "<u2")
+    positions = np.ascontiguousarray(cloud.positions, dtype=_GLB_POSITION.base)
+    colors = np.empty((n, *_GLB_COLOR.shape), _GLB_COLOR.base)
     colors[:, :3] = _LINEAR_U16[cloud.colors]
     colors[:, 3] = 65535
     pos_bytes, col_bytes = positions.tobytes(), colors.tobytes()  # both multiples of 4 bytes

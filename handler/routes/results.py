@@ -4,11 +4,13 @@ request asked (inline as base64, in the output bucket, or both), answered as a `
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from handler import geometry, s3_outputs
+from handler import geometry, pointcloud, s3_outputs
 from handler.config import LAMBDA_MAX_RESPONSE_BYTES, Settings
 from handler.errors import PayloadTooLarge, TooManyPixels
 from handler.estimator import DepthEstimator, DepthResult
@@ -59,10 +61,47 @@ def check_response_budget(*payloads: bytes) -> None:
         )
 
 
-def http_depth(estimator: DepthEstimator, data: bytes, max_points: int | None = None) -> DepthResult:
+def largest_inline_cloud(fmt: str) -> int:
+    """The most points of ``fmt`` whose vertex records alone, as base64, fit in the response (fewer fit beside the
+    heatmap and the file's header)."""
+    return 3 * (_RESPONSE_BUDGET // 4) // pointcloud.POINT_BYTES[fmt]  # base64: 4 characters for every 3 bytes
+
+
+def check_inline_cloud(ask: PointCloudAsk, width: int, height: int) -> None:
+    """413 when a cloud of ``ask``, made of a ``width`` x ``height`` image and keeping every point of its grid
+    (:attr:`geometry.Options.keeps_every_point`), cannot fit in the response as base64 whatever the heatmap takes:
+    known from the image's size, so checked before the image is decoded (``before_decode``)."""
+    points, largest = geometry.grid_points(height, width, ask.options.max_points), largest_inline_cloud(ask.format)
+    if points > largest:
+        raise PayloadTooLarge(
+            f"the point cloud ({points} points: max_points {ask.options.max_points} over this {width}x{height} "
+            f"image) cannot fit in Lambda's 6 MB response: a {ask.format.upper()} point takes "
+            f"{pointcloud.POINT_BYTES[ask.format]} bytes (a third more as base64), so at most {largest} fit, fewer "
+            f'beside the heatmap; ask for "max_points" of at most {largest}, or for output "s3"'
+        )
+
+
+def _inline_cloud_check(request: RenderRequest) -> Callable[[int, int], None] | None:
+    """:func:`check_inline_cloud` for a cloud asked for inline only whose number of points the image's size tells;
+    None for any other request (output "both" leaves a cloud that does not fit in S3 only)."""
+    ask = request.points
+    if ask is None or request.output != "inline" or not ask.options.keeps_every_point:
+        return None
+    return functools.partial(check_inline_cloud, ask)
+
+
+def http_depth(
+    estimator: DepthEstimator,
+    data: bytes,
+    *,
+    max_points: int | None = None,
+    before_decode: Callable[[int, int], None] | None = None,
+) -> DepthResult:
     """The estimator's depth under the HTTP path's pixel cap (lower than the S3 trigger's, which has more time)."""
     try:
-        return estimator.estimate(data, max_pixels=estimator.settings.http_max_pixels, max_points=max_points)
+        return estimator.estimate(
+            data, max_pixels=estimator.settings.http_max_pixels, max_points=max_points, before_decode=before_decode
+        )
     except TooManyPixels as exc:
         if exc.pixels is None:  # a side over the limit, which no path takes
             raise
@@ -94,7 +133,12 @@ def log_result(result: DepthResult, source: dict[str, str], size: int) -> dict[s
 
 def respond(estimator: DepthEstimator, store: S3Store, request: RenderRequest) -> DepthResponse:
     """Image bytes → depth → renderings placed inline and/or in S3 (blocking: call it in the thread pool)."""
-    result = http_depth(estimator, request.data, request.points.options.max_points if request.points else None)
+    result = http_depth(
+        estimator,
+        request.data,
+        max_points=request.points.options.max_points if request.points else None,
+        before_decode=_inline_cloud_check(request),
+    )
     fields = _place(estimator, store, result=result, request=request)
     return DepthResponse(
         model_version=estimator.model.version,
