@@ -79,6 +79,8 @@ def _positive(number):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS  # a flag each: a format added there is one here
+
     parser = argparse.ArgumentParser(prog="python -m handler", description="MiDaS_small depth maps")
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser(
@@ -96,9 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--colormap", choices=Colormap.__args__, help="heatmap colours (default inferno)")
     predict.add_argument("--png16", action="store_true", help="also write <name>.depth.png (16-bit)")
     points = predict.add_argument_group("point clouds (docs/point-clouds.md)")
-    points.add_argument("--ply", action="store_true", help="also write <name>.ply (binary PLY, x y z red green blue)")
-    points.add_argument("--glb", action="store_true", help="also write <name>.glb (glTF binary, POINTS)")
-    # no defaults here: what is not given takes geometry.Options' (imported only when a command runs)
+    for fmt, (suffix, media_type) in POINT_CLOUD_FORMATS.items():
+        points.add_argument(f"--{fmt}", action="store_true", help=f"also write <name>{suffix} ({media_type})")
+    # no defaults here: what is not given takes geometry.Options'
     points.add_argument("--max-points", type=_positive(int), help="point budget (default 500000)")
     points.add_argument("--near", type=_positive(float), help="depth of the nearest pixel (default 1)")
     points.add_argument("--far", type=_positive(float), help="depth of the farthest pixel (default 10)")
@@ -134,7 +136,7 @@ def _ready(args: argparse.Namespace) -> DepthEstimator | None:
 
 def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Options:
     """The point-cloud options given (geometry.Options' defaults for the rest); a usage error if they do not fit."""
-    from handler import geometry  # deferred: --help stays instant
+    from handler import geometry
 
     given = {name: getattr(args, name) for name in ("max_points", "near", "far", "fov", "edge_threshold")}
     try:
@@ -145,7 +147,9 @@ def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optio
 
 def _renderings(args: argparse.Namespace) -> list[str]:
     """What the run writes of each image, in the order it reports them."""
-    formats = [fmt for fmt in ("ply", "glb") if getattr(args, fmt)]
+    from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
+
+    formats = [fmt for fmt in POINT_CLOUD_FORMATS if getattr(args, fmt)]
     return ["heatmap", "pfm", *(["depth_png16"] if args.png16 else []), *formats]
 
 
