@@ -100,6 +100,13 @@ class Settings(BaseModel):
         description="MB of memory the function has (set by Lambda); the pixel caps are lowered to what fits in "
         "90 % of it; unset (a local run) = the configured caps alone",
     )
+    upload_function_memory_size: int | None = Field(
+        None,
+        gt=0,
+        description="MB of memory the upload function (the S3 trigger) has, where it is another function (the stack "
+        "sets it on the API function): the trigger's pixel caps, which the API names to its callers, are at it; "
+        "unset = this function's own memory",
+    )
     max_json_bytes: int = Field(API_GATEWAY_MAX_REQUEST_BYTES, gt=0, description="largest JSON request body")
     # What one API request may make and store: without them a small request (a flat 4096 x 4096 PNG compresses to
     # a few tens of KB) could have a 2 000 000-point mesh written, three orders of magnitude more than it sent.
@@ -150,7 +157,12 @@ class Settings(BaseModel):
         return value
 
     @field_validator(
-        "output_bucket", "aws_endpoint_url_s3", "aws_endpoint_url", "aws_lambda_function_memory_size", mode="before"
+        "output_bucket",
+        "aws_endpoint_url_s3",
+        "aws_endpoint_url",
+        "aws_lambda_function_memory_size",
+        "upload_function_memory_size",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -210,14 +222,29 @@ class Settings(BaseModel):
     def pixel_cap(self, configured: int, mode: str = "RGB", image_format: str | None = None) -> int:
         """The pixel cap of an image: ``configured`` (a path's cap), lowered to what the function's memory holds
         (:func:`memory_pixel_cap`) when it runs with a memory size."""
-        memory = self.aws_lambda_function_memory_size
-        return configured if memory is None else min(configured, memory_pixel_cap(memory, mode, image_format))
+        return _memory_capped(configured, self.aws_lambda_function_memory_size, mode, image_format)
+
+    @property
+    def upload_memory_mb(self) -> int | None:
+        """MB of memory the S3 trigger runs with: the upload function's (UPLOAD_FUNCTION_MEMORY_SIZE) where it is
+        another function, else this function's own."""
+        return self.upload_function_memory_size or self.aws_lambda_function_memory_size
+
+    def trigger_pixel_cap(self, mode: str = "RGB", image_format: str | None = None) -> int:
+        """The S3 trigger's pixel cap of an image: MAX_IMAGE_PIXELS, lowered to what the upload function's memory
+        holds (:attr:`upload_memory_mb`)."""
+        return _memory_capped(self.max_image_pixels, self.upload_memory_mb, mode, image_format)
 
     @model_validator(mode="after")
     def _limits_fit_lambda(self) -> Settings:
         if self.max_json_bytes > API_GATEWAY_MAX_REQUEST_BYTES:
             raise ValueError(f"max_json_bytes cannot exceed API Gateway's {API_GATEWAY_MAX_REQUEST_BYTES} bytes")
         return self
+
+
+def _memory_capped(configured: int, memory_mb: int | None, mode: str, image_format: str | None) -> int:
+    """``configured``, lowered to what ``memory_mb`` holds for such an image; ``configured`` alone without a memory."""
+    return configured if memory_mb is None else min(configured, memory_pixel_cap(memory_mb, mode, image_format))
 
 
 @lru_cache(maxsize=1)

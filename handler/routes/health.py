@@ -36,13 +36,14 @@ def health(request: Request, estimator: Estimator) -> dict[str, Any]:
         "output_bucket_configured": settings.output_bucket is not None,
         "limits": {
             "max_image_bytes": settings.max_image_bytes,
-            # the caps of an RGB photo (a JPEG's); where the function's memory sets them, lower for some formats
-            "max_image_pixels": settings.pixel_cap(settings.max_image_pixels),
+            # the caps of an RGB photo (a JPEG's); where a function's memory sets them, lower for some formats: the
+            # trigger's at the upload function's memory, the HTTP API's at this function's
+            "max_image_pixels": settings.trigger_pixel_cap(),
             "max_http_image_pixels": settings.pixel_cap(settings.http_max_pixels),
             "memory_mb": settings.aws_lambda_function_memory_size,
+            "upload_memory_mb": settings.upload_memory_mb,
             "max_image_pixels_by_format": {
-                name: settings.pixel_cap(settings.max_image_pixels, image_format=name)
-                for name in sorted(SUPPORTED_FORMATS)
+                name: settings.trigger_pixel_cap(image_format=name) for name in sorted(SUPPORTED_FORMATS)
             },
             "max_json_bytes": settings.max_json_bytes,
             "max_response_bytes": LAMBDA_MAX_RESPONSE_BYTES,

@@ -105,11 +105,10 @@ def http_depth(
     except TooManyPixels as exc:
         if exc.pixels is None:  # a side over the limit, which no path takes
             raise
-        settings = estimator.settings
-        trigger_cap = settings.pixel_cap(settings.max_image_pixels, exc.mode, exc.image_format)
+        trigger_cap = estimator.settings.trigger_pixel_cap(exc.mode, exc.image_format)
         instead = (
             f"; upload it to the input bucket instead, whose trigger takes such an image up to {trigger_cap} pixels"
-            if exc.pixels <= trigger_cap  # the trigger takes it, with the function's memory
+            if exc.pixels <= trigger_cap  # the trigger takes it, with the upload function's memory
             else ""
         )
         raise TooManyPixels(f"{exc.message} on the HTTP API{instead}") from None

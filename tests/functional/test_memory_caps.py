@@ -1,7 +1,9 @@
 """The pixel caps the function's memory sets (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), through the real entry on a real S3
 endpoint: an image over the cap for its mode and format is refused from its header (HTTP 413 ``image_too_large``, an
-upload recorded as a permanent failure), one under it is served; and, measured in a process of its own, the largest
-image accepted at a set memory size peaks below 90 % of it."""
+upload recorded as a permanent failure), one under it is served; an image over the HTTP API's cap is pointed to the
+input bucket only when the trigger takes it at the upload function's memory (UPLOAD_FUNCTION_MEMORY_SIZE, the API
+function's own when unset); and, measured in a process of its own, the largest image accepted at a set memory size
+peaks below 90 % of it."""
 
 from __future__ import annotations
 
@@ -25,12 +27,17 @@ def flat_png(width: int, height: int, mode: str = "RGBA") -> bytes:
 
 @pytest.fixture
 def entry_with_memory(entry, monkeypatch, depth_model):
-    """The entry, its settings read with AWS_LAMBDA_FUNCTION_MEMORY_SIZE set (``entry_with_memory(384)``)."""
+    """The entry, its settings read with AWS_LAMBDA_FUNCTION_MEMORY_SIZE set (``entry_with_memory(384)``), and
+    UPLOAD_FUNCTION_MEMORY_SIZE where given (``entry_with_memory(2048, upload_mb=512)``: the API function)."""
+    memories = {"aws_lambda_function_memory_size", "upload_function_memory_size"}
 
-    def given(memory_mb: int):
+    def given(memory_mb: int, upload_mb: int | None = None):
         monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(memory_mb))
-        settings = Settings(**entry.estimator.settings.model_dump(exclude={"aws_lambda_function_memory_size"}))
+        if upload_mb is not None:
+            monkeypatch.setenv("UPLOAD_FUNCTION_MEMORY_SIZE", str(upload_mb))
+        settings = Settings(**entry.estimator.settings.model_dump(exclude=memories))
         assert settings.aws_lambda_function_memory_size == memory_mb
+        assert settings.upload_function_memory_size == upload_mb
         monkeypatch.setattr(entry, "estimator", DepthEstimator(settings, depth_model))
         return entry
 
@@ -108,6 +115,33 @@ def test_http_points_to_the_bucket_only_for_what_the_trigger_takes_with_its_memo
     assert_clean_error(answer, 413, "too_many_pixels", f"whose trigger takes such an image up to {trigger_cap} pixels")
 
     refused = png_claiming(5000, trigger_cap // 5000 + 1)
+    answer = call(entry.lambda_handler, lambda_context, "v2", "POST", "/depth", refused, "image/png")
+    assert_clean_error(answer, 413, "too_many_pixels", f"the limit is {http_cap} pixels")
+    assert "input bucket" not in answer.json()["message"]
+
+
+def test_http_points_to_the_bucket_by_the_upload_functions_memory_not_its_own(entry_with_memory, lambda_context):
+    """The API function with less memory than the upload function: an image its own memory would not take on the
+    trigger path is pointed to the input bucket with the upload function's cap; with more, one that the upload function
+    would refuse is not pointed there. /health reports the trigger's caps at the upload function's memory."""
+    entry = entry_with_memory(512, upload_mb=1024)
+    settings = entry.estimator.settings
+    http_cap, own_cap = settings.http_max_pixels, memory_pixel_cap(512, "RGB", "PNG")
+    upload_cap = min(settings.max_image_pixels, memory_pixel_cap(1024, "RGB", "PNG"))
+    assert http_cap < own_cap < upload_cap
+    taken = png_claiming(5000, (own_cap + upload_cap) // 2 // 5000)  # over what 512 MB holds, under 1024 MB's cap
+    answer = call(entry.lambda_handler, lambda_context, "v2", "POST", "/depth", taken, "image/png")
+    assert_clean_error(answer, 413, "too_many_pixels", f"whose trigger takes such an image up to {upload_cap} pixels")
+    limits = call(entry.lambda_handler, lambda_context, "v2", "GET", "/health").json()["limits"]
+    assert (limits["memory_mb"], limits["upload_memory_mb"]) == (512, 1024)
+    assert limits["max_image_pixels"] == min(settings.max_image_pixels, memory_pixel_cap(1024, "RGB", "JPEG"))
+    assert limits["max_image_pixels_by_format"]["WEBP"] == memory_pixel_cap(1024, "RGB", "WEBP")
+    assert limits["max_http_image_pixels"] == http_cap
+
+    entry = entry_with_memory(2048, upload_mb=512)
+    upload_cap = memory_pixel_cap(512, "RGB", "PNG")
+    assert http_cap < upload_cap < entry.estimator.settings.pixel_cap(entry.estimator.settings.max_image_pixels)
+    refused = png_claiming(5000, upload_cap // 5000 + 1)  # the API function's memory would take it; 512 MB not
     answer = call(entry.lambda_handler, lambda_context, "v2", "POST", "/depth", refused, "image/png")
     assert_clean_error(answer, 413, "too_many_pixels", f"the limit is {http_cap} pixels")
     assert "input bucket" not in answer.json()["message"]

@@ -1,5 +1,6 @@
-"""The pixel caps the function's memory sets (AWS_LAMBDA_FUNCTION_MEMORY_SIZE): the arithmetic, and the check from
-the header, by the mode the file decodes to, before anything is decoded."""
+"""The pixel caps the function's memory sets (AWS_LAMBDA_FUNCTION_MEMORY_SIZE): the arithmetic, the check from the
+header, by the mode the file decodes to, before anything is decoded, and the S3 trigger's caps at the upload
+function's memory (UPLOAD_FUNCTION_MEMORY_SIZE), which the API function names to its callers."""
 
 from __future__ import annotations
 
@@ -52,6 +53,36 @@ def test_settings_read_the_memory_size_and_lower_the_configured_caps(monkeypatch
     assert settings.pixel_cap(1000) == 1000  # never above the configured cap
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
     assert Settings().aws_lambda_function_memory_size is None
+
+
+def test_the_trigger_caps_follow_the_upload_functions_memory(monkeypatch):
+    """The API function learns the upload function's memory from UPLOAD_FUNCTION_MEMORY_SIZE; without it (the upload
+    function itself, a local run) the trigger's caps are at the function's own memory."""
+    assert Settings().upload_function_memory_size is None
+    assert Settings().trigger_pixel_cap("RGB", "WEBP") == 50_000_000  # a local run: the configured cap alone
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+    own = Settings()
+    assert own.upload_memory_mb == 512
+    assert own.trigger_pixel_cap("RGB", "WEBP") == own.pixel_cap(50_000_000, "RGB", "WEBP")
+    assert own.trigger_pixel_cap() == memory_pixel_cap(512, "RGB") < 50_000_000
+
+    monkeypatch.setenv("UPLOAD_FUNCTION_MEMORY_SIZE", "1024")
+    api = Settings()
+    assert (api.aws_lambda_function_memory_size, api.upload_function_memory_size, api.upload_memory_mb) == (
+        512,
+        1024,
+        1024,
+    )
+    assert api.trigger_pixel_cap("RGB", "WEBP") == memory_pixel_cap(1024, "RGB", "WEBP") < 50_000_000
+    assert api.trigger_pixel_cap() == 50_000_000 < memory_pixel_cap(1024, "RGB")  # never above the configured cap
+    assert api.pixel_cap(50_000_000) == memory_pixel_cap(512, "RGB")  # its own caps stay at its own memory
+    monkeypatch.setenv("UPLOAD_FUNCTION_MEMORY_SIZE", "384")
+    assert Settings().trigger_pixel_cap("RGBA", "PNG") == memory_pixel_cap(384, "RGBA", "PNG")
+    monkeypatch.setenv("UPLOAD_FUNCTION_MEMORY_SIZE", "")
+    assert Settings().upload_memory_mb == 512
+    monkeypatch.setenv("UPLOAD_FUNCTION_MEMORY_SIZE", "0")
+    with pytest.raises(ValueError, match="upload_function_memory_size"):
+        Settings()
 
 
 def test_an_image_over_the_memory_cap_is_refused_from_its_header():
