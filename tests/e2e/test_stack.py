@@ -45,14 +45,17 @@ pytestmark = pytest.mark.image
 
 STACK = "midas-depth"  # make stack's stack
 QUEUE_STACK = "midas-queue"
-DIRECT = {"WritePointCloud": "ply", "AsyncMaxRetryAttempts": "0"}
-# One delivery, then the dead-letter queue; the shortest visibility timeout the template allows; a batching window
-# long enough for a few uploads to share one batch.
+# The upload function with memory of its own, so that each function's size is seen to be its own.
+DIRECT = {"WritePointCloud": "ply", "AsyncMaxRetryAttempts": "0", "UploadMemorySize": "2560"}
+# One delivery, then the dead-letter queue; the shortest visibility timeout the template allows, and an upload timeout
+# within it (Lambda refuses a queue whose visibility timeout is below the function's timeout); a batching window long
+# enough for a few uploads to share one batch.
 QUEUE = {
     "NamePrefix": QUEUE_STACK,
     "IngestMode": "queue",
     "QueueMaxReceiveCount": "1",
     "QueueVisibilityTimeout": "30",
+    "UploadTimeout": "30",
     "QueueBatchingWindowSeconds": "3",
 }
 DOC_ENDPOINT = "http://127.0.0.1:4599"
@@ -394,6 +397,22 @@ def test_an_event_that_fails_ends_in_the_failure_queue(stack, direct):
 
 # ------------------------------------------------------------------------------------------------ function URL
 # Payload format 2.0, the HTTP API's (which LocalStack community does not emulate).
+
+
+def test_each_function_runs_with_its_own_memory_and_timeout(stack, direct):
+    """MemorySize/Timeout size the API function, UploadMemorySize/UploadTimeout the upload function; the API function
+    knows the upload function's memory and reports the trigger's caps at it."""
+    lambda_ = stack.aws("lambda")
+    api = lambda_.get_function_configuration(FunctionName=direct["ApiFunctionName"])
+    uploads = lambda_.get_function_configuration(FunctionName=direct["UploadFunctionName"])
+    assert (api["MemorySize"], api["Timeout"]) == (2048, 30)  # the defaults
+    assert (uploads["MemorySize"], uploads["Timeout"]) == (int(DIRECT["UploadMemorySize"]), 120)
+    assert api["Environment"]["Variables"]["UPLOAD_FUNCTION_MEMORY_SIZE"] == DIRECT["UploadMemorySize"]
+    assert "UPLOAD_FUNCTION_MEMORY_SIZE" not in uploads["Environment"]["Variables"]
+    status, _, body = function_url(stack, direct["FunctionUrl"] + "health")
+    assert status == 200, body
+    limits = json.loads(body)["limits"]
+    assert (limits["memory_mb"], limits["upload_memory_mb"]) == (2048, int(DIRECT["UploadMemorySize"]))
 
 
 def test_function_url_health_and_page(stack, direct):

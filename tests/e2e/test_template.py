@@ -43,7 +43,7 @@ from docker.utils.build import exclude_paths
 from samcli.yamlhelper import yaml_parse
 from samtranslator.translator.transform import transform
 
-class NoManagedPolicies:  # the template names no managed policies; nothing to look up in IAM
+class NoManagedPolicies:  # the functions name no AWS managed policies (SAM Policies); nothing to look up in IAM
     def load(self):
         return {}
 
@@ -120,15 +120,28 @@ def branches(value):
 FUNCTIONS = ("ApiFunction", "UploadFunction")
 
 
+def attached_policies(resources, role: str) -> list[str]:
+    """The managed policies a role attaches: only this stack's own (``!Ref`` to an AWS::IAM::ManagedPolicy of the
+    template), never an AWS managed policy, whose grants the template does not show."""
+    attached = []
+    for arn in resources[role]["Properties"].get("ManagedPolicyArns", []):
+        assert set(arn) == {"Ref"}, f"{role} attaches {arn}: only this stack's own managed policies"
+        assert resources[arn["Ref"]]["Type"] == "AWS::IAM::ManagedPolicy"
+        attached.append(arn["Ref"])
+    return attached
+
+
+def policy_statements(document: dict) -> list[dict]:
+    return [branch for statement in document["Statement"] for branch in branches(statement)]
+
+
 def statements(resources, role: str) -> list[dict]:
-    """The statements of a function's role (``ApiFunctionRole``, ``UploadFunctionRole``), every Fn::If branch."""
-    role = resources[role]["Properties"]
-    assert "ManagedPolicyArns" not in role
-    out = []
-    for policy in role["Policies"]:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            out.extend(branches(statement))
-    return out
+    """Every statement a function's role (``ApiFunctionRole``, ``UploadFunctionRole``) grants, every Fn::If branch:
+    its inline policies' and those of the managed policies it attaches."""
+    props = resources[role]["Properties"]
+    documents = [policy["PolicyDocument"] for policy in props["Policies"]]
+    documents += [resources[name]["Properties"]["PolicyDocument"] for name in attached_policies(resources, role)]
+    return [statement for document in documents for statement in policy_statements(document)]
 
 
 def as_list(value) -> list:
@@ -197,15 +210,87 @@ def test_functions_are_the_image_built_from_layer_dockerfile(probe, resources, p
 
     for name, concurrency in zip(FUNCTIONS, ("ReservedConcurrency", "UploadReservedConcurrency"), strict=True):
         props = resources[name]["Properties"]
-        assert props["MemorySize"] == {"Ref": "MemorySize"} and props["Timeout"] == {"Ref": "Timeout"}
         assert props["Architectures"] == [{"Ref": "Architecture"}]
         assert branches(props["ReservedConcurrentExecutions"]) == [{"Ref": concurrency}]
         assert props["LoggingConfig"]["LogGroup"] == {"Ref": f"{name}LogGroup"}
         assert resources[f"{name}LogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
         assert props["Role"] == {"Fn::GetAtt": [f"{name}Role", "Arn"]}
     assert set(parameters["Architecture"]["AllowedValues"]) == {"x86_64", "arm64"}
-    for name in ("MemorySize", "Timeout", "ReservedConcurrency", "UploadReservedConcurrency", "LogRetentionInDays"):
+    for name in ("ReservedConcurrency", "UploadReservedConcurrency", "LogRetentionInDays"):
         assert "Default" in parameters[name] and parameters[name]["Description"]
+
+
+# Each function's memory and timeout, from parameters of its own: the API function answers requests that the HTTP API
+# waits for at most 30 s; the upload function takes queue batches and 50 MP photos, which may need minutes and more
+# memory, without the API's pool paying for either.
+SIZING = {"ApiFunction": ("MemorySize", "Timeout"), "UploadFunction": ("UploadMemorySize", "UploadTimeout")}
+HTTP_API_MAX_WAIT_SECONDS = 30  # API Gateway's HTTP API integration timeout, at most 30 s
+LARGE_PHOTO_SECONDS = 5  # docs/scaling.md's planning figure: a 50 MP photo at 2048 MB, with its S3 transfers
+
+
+def test_each_function_has_its_own_memory_and_timeout(probe, resources, parameters):
+    assert not {"MemorySize", "Timeout"} & set(probe["raw"]["Globals"]["Function"])  # nothing shared
+    for name, (memory, timeout) in SIZING.items():
+        props = resources[name]["Properties"]
+        assert (props["MemorySize"], props["Timeout"]) == ({"Ref": memory}, {"Ref": timeout}), name
+        # Lambda's own bounds; the memory's floor holds a 50 MP photo (docs/deploy.md#memory)
+        assert (parameters[memory]["MinValue"], parameters[memory]["MaxValue"]) == (1024, 10240)
+        assert parameters[memory]["Default"] == 2048 and parameters[memory]["Description"]
+        assert parameters[timeout]["MinValue"] >= 1 and parameters[timeout]["Description"]
+    # the API function never needs longer than the HTTP APIs wait (a function URL could wait longer: it is optional)
+    api_timeout, upload_timeout = parameters["Timeout"], parameters["UploadTimeout"]
+    assert api_timeout["MaxValue"] == api_timeout["Default"] == HTTP_API_MAX_WAIT_SECONDS
+    assert "30 s" in api_timeout["Description"] and "UploadTimeout" in api_timeout["Description"]
+    http_routes = [
+        event["Properties"]
+        for event in probe["raw"]["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+        if event["Type"] == "HttpApi"
+    ]
+    assert http_routes and all(route.get("TimeoutInMillis", 30_000) >= 30_000 for route in http_routes)
+    # the upload function: Lambda's 15 minutes at most, and by default a full queue batch of 50 MP photos twice over
+    assert upload_timeout["MaxValue"] == 900
+    batch = parameters["QueueBatchSize"]
+    assert upload_timeout["Default"] >= 2 * batch["MaxValue"] * LARGE_PHOTO_SECONDS
+    assert "UploadTimeout" in batch["Description"]
+    # the queue hides a message being processed for six times the upload function's timeout (AWS's advice), and
+    # Lambda refuses a queue whose visibility timeout is below it
+    visibility = parameters["QueueVisibilityTimeout"]
+    assert visibility["Default"] >= 6 * upload_timeout["Default"]
+    assert set(re.findall(r"\w*Timeout\b", visibility["Description"])) == {"UploadTimeout"}
+    # the upload function's environment does not name its own memory: Lambda gives it (AWS_LAMBDA_FUNCTION_MEMORY_SIZE)
+    assert "UPLOAD_FUNCTION_MEMORY_SIZE" not in resources["UploadFunction"]["Properties"]["Environment"]["Variables"]
+
+
+def test_the_console_groups_each_functions_sizing_with_its_traffic(probe, parameters):
+    interface = probe["raw"]["Metadata"]["AWS::CloudFormation::Interface"]
+    groups = {group["Label"]["default"]: group["Parameters"] for group in interface["ParameterGroups"]}
+    grouped = [name for names in groups.values() for name in names]
+    assert sorted(grouped) == sorted(parameters), "every parameter in exactly one group"
+    assert {"MemorySize", "Timeout", "ReservedConcurrency"} <= set(groups["HTTP"])
+    assert {"UploadMemorySize", "UploadTimeout", "UploadReservedConcurrency"} <= set(groups["S3 uploads"])
+    labels = {name: label["default"] for name, label in interface["ParameterLabels"].items()}
+    assert set(labels) <= set(parameters)
+    for name, (memory, timeout) in SIZING.items():
+        who = "API" if name == "ApiFunction" else "upload"
+        assert who in labels[memory] and "memory" in labels[memory] and "MB" in labels[memory]
+        assert who in labels[timeout] and "timeout" in labels[timeout]
+
+
+def test_the_read_access_to_the_uploads_is_written_once_for_both_roles(resources):
+    """One managed policy holds the input bucket's statements, attached to both roles and to nothing else; no role
+    grants anything in the input bucket inline."""
+    input_arn = "arn:${AWS::Partition}:s3:::" + bucket_name(resources, "InputBucket")
+    managed = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::ManagedPolicy"}
+    assert list(managed) == ["ReadUploadsPolicy"]
+    policy = managed["ReadUploadsPolicy"]["Properties"]
+    assert set(policy) == {"Description", "PolicyDocument"}  # no name (CAPABILITY_IAM), attached by the roles
+    assert [s["Sid"] for s in policy_statements(policy["PolicyDocument"])] == ["ReadUploads", "ListUploads"]
+    roles = [name for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"]
+    attaching = {name for name in roles if "ReadUploadsPolicy" in attached_policies(resources, name)}
+    assert attaching == {f"{name}Role" for name in FUNCTIONS}
+    for role in roles:
+        inline = [doc["PolicyDocument"] for doc in resources[role]["Properties"].get("Policies", [])]
+        assert input_arn not in json.dumps(inline), f"{role} grants in the input bucket inline"
 
 
 @pytest.mark.parametrize("role", [f"{name}Role" for name in FUNCTIONS])
@@ -335,8 +420,11 @@ def test_http_api_access_logs_are_json_lines_in_a_log_group_with_retention(resou
 
 def test_function_environment_names_are_settings_the_handler_reads(resources, parameters):
     api, upload = (resources[name]["Properties"]["Environment"]["Variables"] for name in FUNCTIONS)
-    assert api == upload  # one configuration (the template's Globals), two pools
-    variables = api
+    # one configuration (the template's Globals), two pools; the API function also learns the upload function's
+    # memory, the trigger's pixel caps it names to its callers (handler/routes/results.py)
+    assert api == upload | {"UPLOAD_FUNCTION_MEMORY_SIZE": {"Ref": "UploadMemorySize"}}
+    assert "upload_function_memory_size" in Settings.model_fields
+    variables = upload
     ours = {name for name in variables if not name.startswith(("AWS_", "POWERTOOLS_"))}
     assert ours == {
         "OUTPUT_BUCKET",
@@ -674,16 +762,17 @@ def test_upload_role_is_least_privilege(resources):
         getatt("AsyncFailureQueue"): {"sqs:SendMessage"},
         getatt("IngestQueue"): {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
     }
-    # Conditions: only the listings have one, and it keeps each inside its prefix (uploads; outputs: so that the HEAD
-    # of a result not made yet answers 404, not 403).
+    # Conditions: only the listings have one, and it keeps each inside its prefix (outputs: so that the HEAD of a
+    # result not made yet answers 404, not 403; uploads, from the shared policy).
     conditioned = [s for s in statements(resources, "UploadFunctionRole") if "Condition" in s]
     assert [s["Action"] for s in conditioned] == ["s3:ListBucket", "s3:ListBucket"]
     assert [s["Condition"] for s in conditioned] == [
-        {"StringLike": {"s3:prefix": [{"Fn::Sub": "${UploadPrefix}*"}]}},
         {"StringLike": {"s3:prefix": [{"Fn::Sub": "${OutputPrefix}*"}]}},
+        {"StringLike": {"s3:prefix": [{"Fn::Sub": "${UploadPrefix}*"}]}},
     ]
-    # No reference from the roles or the functions to the bucket resources: the names are strings (no cycle).
-    for logical_id in (*FUNCTIONS, *(f"{name}Role" for name in FUNCTIONS)):
+    # No reference from the roles, their policies or the functions to the bucket resources: the names are strings (no
+    # cycle).
+    for logical_id in (*FUNCTIONS, *(f"{name}Role" for name in FUNCTIONS), "ReadUploadsPolicy"):
         text = json.dumps(resources[logical_id]["Properties"])
         assert '"InputBucket"' not in text and '"OutputBucket"' not in text
 
@@ -1038,14 +1127,15 @@ def test_alarms_go_to_one_topic_with_an_optional_email(resources, parameters):
         props = alarms[name]["Properties"]
         assert props["MetricName"] == "ApproximateNumberOfMessagesVisible" and props["Threshold"] == 0
         assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
-    # p95 Duration (ms) / Timeout (s) > 800  <=>  p95 > 80% of the timeout
-    duration = alarms["UploadDurationAlarm"]["Properties"]
-    assert alarms["ApiDurationAlarm"]["Properties"]["Metrics"][1] == duration["Metrics"][1]
-    stat, expression = duration["Metrics"]
-    assert stat["MetricStat"]["Stat"] == "p95" and stat["MetricStat"]["Metric"]["MetricName"] == "Duration"
-    assert expression["Expression"] == {"Fn::Sub": "d / ${Timeout}"} and duration["Threshold"] == 800
-    for timeout, p95_ms, breaching in ((30, 24_001, True), (30, 23_999, False), (900, 720_500, True)):
-        assert (p95_ms / timeout > duration["Threshold"]) is breaching
+    # p95 Duration (ms) / the function's own Timeout (s) > 800  <=>  p95 > 80% of its timeout
+    for who, (_, timeout_parameter) in zip(("Api", "Upload"), SIZING.values(), strict=True):
+        duration = alarms[f"{who}DurationAlarm"]["Properties"]
+        stat, expression = duration["Metrics"]
+        assert stat["MetricStat"]["Stat"] == "p95" and stat["MetricStat"]["Metric"]["MetricName"] == "Duration"
+        assert expression["Expression"] == {"Fn::Sub": f"d / ${{{timeout_parameter}}}"}
+        assert duration["Threshold"] == 800 and timeout_parameter in expression["Label"]
+        for timeout, p95_ms, breaching in ((30, 24_001, True), (30, 23_999, False), (900, 720_500, True)):
+            assert (p95_ms / timeout > duration["Threshold"]) is breaching
     subscription = resources["AlarmEmailSubscription"]
     assert subscription["Condition"] == "HasAlarmEmail" and subscription["Properties"]["Protocol"] == "email"
     email = parameters["AlarmEmail"]
@@ -1064,10 +1154,18 @@ def test_dashboard_is_valid_json_reading_the_functions_own_namespace(resources, 
         "ApiFunction": "api",
         "UploadFunction": "uploads",
         "AsyncFailureQueue.QueueName": "q",
-        "TimeoutMs": "30000",
+        "ApiTimeoutMs": "30000",
+        "UploadTimeoutMs": "120000",
     }
-    assert variables == {"TimeoutMs": {"Fn::Sub": "${Timeout}000"}}
+    # each function's timeout drawn on the duration widget, from its own parameter
+    assert variables == {
+        "ApiTimeoutMs": {"Fn::Sub": "${Timeout}000"},
+        "UploadTimeoutMs": {"Fn::Sub": "${UploadTimeout}000"},
+    }
     dashboard = json.loads(re.sub(r"\$\{([\w:.]+)\}", lambda m: values[m[1]], body))
+    (durations,) = [w["properties"] for w in dashboard["widgets"] if w["properties"]["title"].startswith("Duration")]
+    lines = {line["label"]: line["value"] for line in durations["annotations"]["horizontal"]}
+    assert lines == {"API timeout": 30000, "upload timeout": 120000}
     rows = [w["properties"]["metrics"] for w in dashboard["widgets"]]
     names = {m[1] for metrics in rows if metrics[0][0] == "midas" for m in metrics}  # "." repeats the row above
     assert {"ImagesWritten", "ImagesUnchanged", "ImagesFailed", "LatencyTotal", "LatencyInference"} <= names
