@@ -19,6 +19,7 @@ listens; nothing else is exposed beyond 127.0.0.1. docs/local-aws.md#the-stack-i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import secrets
@@ -46,6 +47,9 @@ STACK_NAME = "midas-depth"
 # public URL needs the concurrency cap (the template's Rules), which ReservedConcurrency's default gives.
 PARAMETERS = {"EnableFunctionUrl": "true", "FunctionUrlAuthType": "NONE"}
 DEPLOY_SECONDS = 300
+# CloudFormation takes at most 51 200 bytes of template in the request itself (TemplateBody), which the built template
+# passes; a larger one comes from S3 (TemplateURL), as `sam deploy` sends it (samconfig.toml's resolve_s3).
+TEMPLATE_BUCKET = "midas-stack-templates"
 
 
 def interface_address(name: str) -> str:
@@ -124,12 +128,22 @@ class LocalStack(launcher.LocalStack):
         return removed
 
 
+def upload_template(endpoint: str, name: str, template: str) -> str:
+    """The stack's template put in LocalStack's own S3 (a bucket of its own, made once per run); its URL."""
+    s3 = client(endpoint, "s3")
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+    key = f"{name}/template.yaml"
+    s3.put_object(Bucket=TEMPLATE_BUCKET, Key=key, Body=template.encode())
+    return f"{endpoint}/{TEMPLATE_BUCKET}/{key}"
+
+
 def deploy(cloudformation: Any, name: str, template: str, parameters: dict[str, str]) -> dict[str, str]:
-    """Create the stack and wait for it, then give its functions their pools; its outputs. A failed creation raises
-    with the resources' reasons."""
+    """Create the stack from ``template`` (through S3, whatever its size) and wait for it, then give its functions
+    their pools; its outputs. A failed creation raises with the resources' reasons."""
     cloudformation.create_stack(
         StackName=name,
-        TemplateBody=template,
+        TemplateURL=upload_template(cloudformation.meta.endpoint_url, name, template),
         Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
