@@ -187,6 +187,7 @@ def main() -> None:
     import boto3
 
     from handler import entry  # the Lambda entry: model loaded once, as in a container
+    from localdev.http_invocations import AsLambdaInvocations
 
     stop = threading.Event()
     poller = threading.Thread(
@@ -196,7 +197,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     print(banner(url, endpoint, s3_port), flush=True)
     try:
-        uvicorn.run(entry.http_app(), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(AsLambdaInvocations(entry.http_app()), host="127.0.0.1", port=port, log_level="warning")
     finally:
         stop.set()
         poller.join(timeout=5)

@@ -41,10 +41,16 @@ class ServeStack:
         return next(line.strip() for line in self.text().splitlines() if line.strip().startswith(starts))
 
 
-def _ready(stack: ServeStack) -> bool:
+def _ready(stack: ServeStack, *, untouched: bool) -> bool:
     try:
-        with urllib.request.urlopen(f"{stack.api}/health", timeout=2):
-            pass
+        if untouched:  # the banner is printed just before the API starts; a bare connection makes no request
+            if "MiDaS depth API" not in stack.text():
+                return False
+            with socket.create_connection(("127.0.0.1", stack.api_port), timeout=1):
+                pass
+        else:
+            with urllib.request.urlopen(f"{stack.api}/health", timeout=2):
+                pass
         with socket.create_connection(("127.0.0.1", stack.s3_port), timeout=1):
             return True
     except OSError:
@@ -52,9 +58,10 @@ def _ready(stack: ServeStack) -> bool:
 
 
 @contextmanager
-def serve_stack(model_dir: Path, log: Path, env: dict[str, str]) -> Iterator[ServeStack]:
+def serve_stack(model_dir: Path, log: Path, env: dict[str, str], *, untouched: bool = False) -> Iterator[ServeStack]:
     """The stack serving ``model_dir`` in the environment ``env``, logging to ``log``; ready once /health answers
-    and the S3 emulator listens; stopped (its whole process group) on exit."""
+    (``untouched``: once the API accepts connections, so that the test's own request is the first it answers) and
+    the S3 emulator listens; stopped (its whole process group) on exit."""
     api_port, s3_port = free_port(), free_port()
     env = env | {"PORT": str(api_port), "S3_PORT": str(s3_port), "MODEL_DIR": str(model_dir)}
     with log.open("wb") as sink:
@@ -72,7 +79,7 @@ def serve_stack(model_dir: Path, log: Path, env: dict[str, str]) -> Iterator[Ser
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not _ready(stack):
+        while not _ready(stack, untouched=untouched):
             if proc.poll() is not None:
                 pytest.fail(f"serve_local.py exited with {proc.returncode}:\n{stack.log_tail()}")
             if time.monotonic() > deadline:
