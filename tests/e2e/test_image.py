@@ -534,6 +534,29 @@ def test_start_api_cannot_carry_binary_bodies(start_api, tmp_path):
     assert raw.stdout == b"502" and multipart.stdout == b"502"
 
 
+def lambda_containers() -> dict[str, str]:
+    """SAM CLI's function containers running on the network: container id → the function's logical id."""
+    listed = docker(
+        "ps",
+        "--filter",
+        f"network={NETWORK}",
+        "--filter",
+        "label=sam.cli.container.type=lambda",
+        "--format",
+        '{{.ID}} {{.Label "sam.cli.function.name"}}',
+    ).stdout
+    return dict(line.split() for line in listed.splitlines())
+
+
+def test_start_api_runs_the_api_functions_container_alone(start_api):
+    """start-api routes to ApiFunction only: samconfig.toml's warm containers start UploadFunction's never (EAGER
+    would, at start-up), and the one container the fixture's first request started stays warm for the next."""
+    started = lambda_containers()
+    assert sorted(started.values()) == ["ApiFunction"], started
+    assert json.loads(curl(f"{start_api}/health").stdout)["status"] == "ok"
+    assert lambda_containers() == started
+
+
 # ------------------------------------------------------------------------------------------------ the docs' commands
 # Every `image` block of README.md and docs/, run with bash in a copy of the checkout (the build context above,
 # with a photo, .venv-tools linked: no `sam` on PATH, as for a user), against this run's `sam local start-api`
