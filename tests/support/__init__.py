@@ -4,7 +4,8 @@ The helpers the local scripts use too (``make serve``, ``make invoke-s3``, the s
 once in the ``localdev`` package and re-exported here, so a test and a script build the same event, image,
 emulator and environment the same way, and scripts never import from tests. Submodules: :mod:`support.browser`
 (the app in headless Chromium), :mod:`support.serve_stack` (``make serve`` on free ports), :mod:`support.doc_commands`
-(the shell blocks of the documents), :mod:`support.readers` (the function's PFM, PLY and GLB read back).
+(the shell blocks of the documents), :mod:`support.readers` (the function's PFM, PLY and GLB read back),
+:mod:`support.template` (the SAM template as plain data).
 """
 
 from __future__ import annotations

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import re
 
-import yaml
-
 from support import ROOT
-
-
-class _CloudFormationLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as plain values: only parameters are read here."""
-
-
-_CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+from support.template import read_template
 
 
 def template_defaults() -> dict[str, str]:
-    template = yaml.load((ROOT / "infra" / "template.yaml").read_text(), Loader=_CloudFormationLoader)
-    return {name: str(spec["Default"]) for name, spec in template["Parameters"].items()}
+    return {name: str(spec["Default"]) for name, spec in read_template()["Parameters"].items()}
 
 
 def documented_defaults() -> dict[str, str]:

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import re
 
-import yaml
-
 from support import ROOT
-
-
-class _CloudFormationLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as plain values: only names are compared here."""
-
-
-_CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+from support.template import read_template
 
 
 def template_outputs() -> dict[str, dict]:
-    template = yaml.load((ROOT / "infra" / "template.yaml").read_text(), Loader=_CloudFormationLoader)
-    return template["Outputs"]
+    return read_template()["Outputs"]
 
 
 def documented_outputs() -> dict[str, str]:
