@@ -86,6 +86,8 @@ class Settings(BaseModel):
         "never those that come through Lambda, whose event alone says who called",
     )
     write_raw_depth: bool = Field(False, description="S3 trigger also writes <stem>.pfm (float32 depth)")
+    # "none" or a format of handler.pointcloud.FORMATS, named here so that the settings, which every path imports
+    # first, do not import the point-cloud writers (NumPy); a unit test holds the two, and the template, equal
     write_point_cloud: Literal["none", "ply", "glb"] = Field(
         "none", description="S3 trigger also writes the point cloud <stem>.ply or <stem>.glb (docs/point-clouds.md)"
     )

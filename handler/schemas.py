@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from handler import geometry
 from handler.config import MAX_POINTS_CEILING, Colormap
 from handler.errors import ValidationFailed
+from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
 from handler.s3_outputs import has_parent_segments
 
 # Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside the
@@ -22,6 +23,9 @@ from handler.s3_outputs import has_parent_segments
 # More always goes to S3.
 INLINE_MAX_POINTS = 120_000
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
+# The point-cloud formats as handler.pointcloud names them: the enum OpenAPI lists, the values a 422 names.
+PointCloudFormat = Literal[tuple(POINT_CLOUD_FORMATS)]
+_FORMAT_NAMES = " or ".join(f'"{fmt}"' for fmt in POINT_CLOUD_FORMATS)
 
 
 # ------------------------------------------------------------------------------------------------ requests
@@ -117,7 +121,7 @@ class DepthRequest(BaseModel):
     )
     include_depth: bool = Field(False, description="also return the depth as a 16-bit PNG")
     colormap: Colormap | None = Field(None, description="heatmap colours (default from configuration: inferno)")
-    point_cloud: Literal["ply", "glb"] | None = Field(
+    point_cloud: PointCloudFormat | None = Field(
         None, description="also return the coloured point cloud as binary PLY or glTF binary (docs/point-clouds.md)"
     )
     geometry: GeometryRequest | None = Field(None, description="how the point cloud is made (with point_cloud)")
@@ -137,7 +141,7 @@ class DepthRequest(BaseModel):
         if (self.image is None) == (self.s3 is None):
             raise ValueError("give exactly one of 'image' (base64) or 's3' (object reference)")
         if self.geometry is not None and self.point_cloud is None:
-            raise ValueError("'geometry' needs 'point_cloud' (\"ply\" or \"glb\")")
+            raise ValueError(f"'geometry' needs 'point_cloud' ({_FORMAT_NAMES})")
         return self
 
 
@@ -160,7 +164,7 @@ class S3Location(BaseModel):
 
 
 class PointCloudInfo(BaseModel):
-    format: Literal["ply", "glb"]
+    format: PointCloudFormat
     points: int
     stride: int = Field(description="every stride-th pixel in both directions")
     fx: float

@@ -21,7 +21,7 @@ from handler.schemas import DepthResponse, PointCloudInfo, S3Location
 # Room left in the 6 MB Lambda response for JSON fields and headers around base64 payloads.
 _RESPONSE_BUDGET = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024
 # rendering → the DepthResponse field of its S3 location
-_S3_FIELDS = {"heatmap": "heatmap_s3", "depth_png16": "depth_s3", "ply": "point_cloud_s3", "glb": "point_cloud_s3"}
+_S3_FIELDS = {"heatmap": "heatmap_s3", "depth_png16": "depth_s3", **dict.fromkeys(pointcloud.FORMATS, "point_cloud_s3")}
 
 
 class PointCloudAsk(NamedTuple):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from handler import pointcloud
 from handler.config import Settings
 from handler.estimator import DepthEstimator
 from handler.s3_store import S3Store
@@ -182,6 +183,11 @@ def test_docs_and_openapi(client):
     assert set(content) == {"application/json", "image/*"}
     assert "DepthRequest" in spec["components"]["schemas"] and "S3Ref" in spec["components"]["schemas"]
     assert "multipart/form-data" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    # the point-cloud formats, exactly those handler.pointcloud writes: in the request and in the response
+    schemas = spec["components"]["schemas"]
+    requested = schemas["DepthRequest"]["properties"]["point_cloud"]["anyOf"]
+    assert [branch["enum"] for branch in requested if "enum" in branch] == [list(pointcloud.FORMATS)]
+    assert schemas["PointCloudInfo"]["properties"]["format"]["enum"] == list(pointcloud.FORMATS)
 
 
 # ------------------------------------------------------------------------------------------------ errors

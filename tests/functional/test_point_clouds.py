@@ -173,6 +173,14 @@ def test_api_refuses_bad_point_cloud_requests(inline_client, photo, extra, words
     assert words in response.text
 
 
+def test_api_refuses_another_format_naming_the_formats(inline_client, photo):
+    response = inline_client.post("/depth", json={"image": base64.b64encode(photo).decode(), "point_cloud": "obj"})
+    body = response.json()
+    assert response.status_code == 422 and body["error"] == "validation_error"
+    assert body["message"].startswith("point_cloud: ")
+    assert all(f"'{fmt}'" in body["message"] for fmt in pointcloud.FORMATS), body["message"]
+
+
 # ------------------------------------------------------------------------------------------------ S3 trigger
 
 
