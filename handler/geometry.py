@@ -101,7 +101,8 @@ class Options:
     def keeps_every_point(self) -> bool:
         """Whether the cloud keeps every point of its grid, whatever the depth: near/far map every finite prediction
         to a positive depth and no edge threshold cuts (a scale and shift may give depths that are not positive).
-        A mesh then has them all as vertices too, each a corner of a cell, once the grid has two rows and columns."""
+        A mesh then has them all as vertices too, each a corner of a cell, once the grid has two rows and columns, and
+        two triangles a cell."""
         return self.scale is None and self.edge_threshold is None
 
 
@@ -126,19 +127,20 @@ class PointCloud:
 def stride_for(height: int, width: int, max_points: int) -> int:
     """The smallest stride whose grid (every stride-th row and column, from the first) has at most ``max_points``."""
     stride = max(1, math.isqrt(max(0, height * width // max_points)))
-    while _grid_size(height, width, stride) > max_points:
+    while math.prod(_grid(height, width, stride)) > max_points:
         stride += 1
     return stride
 
 
-def grid_points(height: int, width: int, max_points: int) -> int:
-    """The points of the grid :func:`stride_for` picks: the most a cloud of the image can hold (known from its size
-    alone, before any pixel is decoded), and what it holds where :attr:`Options.keeps_every_point`."""
-    return _grid_size(height, width, stride_for(height, width, max_points))
+def grid_shape(height: int, width: int, max_points: int) -> tuple[int, int]:
+    """The rows and columns of the grid :func:`stride_for` picks: known from the image's size alone, before any pixel
+    is decoded. A cloud holds at most their product, and where :attr:`Options.keeps_every_point` exactly that, and a
+    mesh two triangles a cell of the grid."""
+    return _grid(height, width, stride_for(height, width, max_points))
 
 
-def _grid_size(height: int, width: int, stride: int) -> int:
-    return -(-height // stride) * -(-width // stride)
+def _grid(height: int, width: int, stride: int) -> tuple[int, int]:
+    return -(-height // stride), -(-width // stride)
 
 
 def sample(array: np.ndarray, stride: int) -> np.ndarray:

@@ -28,14 +28,16 @@ FORMATS = {"ply": (".ply", "application/x-ply"), "glb": (".glb", "model/gltf-bin
 
 _PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 _GLB_POSITION, _GLB_COLOR = np.dtype(("<f4", (3,))), np.dtype(("<u2", (4,)))  # a point's POSITION and COLOR_0
-# Bytes a point takes in each format's file: its vertex record; the header, and a mesh's triangles, come on top.
+_PLY_FACE = np.dtype([("n", "u1"), ("vertex_indices", "<i4", (3,))])
+_GLB_TRIANGLE = np.dtype(("<u4", (3,)))  # a triangle's three indices
+# Bytes a point and a mesh's triangle take in each format's file: their records; the header comes on top.
 POINT_BYTES = {"ply": _PLY_VERTEX.itemsize, "glb": _GLB_POSITION.itemsize + _GLB_COLOR.itemsize}
+FACE_BYTES = {"ply": _PLY_FACE.itemsize, "glb": _GLB_TRIANGLE.itemsize}
 _GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # "glTF"
 _CHUNK_JSON, _CHUNK_BIN = 0x4E4F534A, 0x004E4942  # "JSON", "BIN\0"
 _FLOAT, _UNSIGNED_SHORT, _UNSIGNED_INT = 5126, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _POINTS, _TRIANGLES = 0, 4
-_PLY_FACE = np.dtype([("n", "u1"), ("vertex_indices", "<i4", (3,))])
 # Written into every file (PLY header comments, the GLB's asset.extras): a reader cannot guess them.
 # sRGB level (0-255) → linear (IEC 61966-2-1's transfer function) as normalized unsigned short
 _SRGB = np.arange(256) / 255
@@ -106,7 +108,7 @@ def glb_bytes(cloud: PointCloud) -> bytes:
     colors[:, :3] = _LINEAR_U16[cloud.colors]
     colors[:, 3] = 65535
     pos_bytes, col_bytes = positions.tobytes(), colors.tobytes()  # both multiples of 4 bytes
-    index_bytes = b"" if cloud.faces is None else np.ascontiguousarray(cloud.faces, dtype="<u4").tobytes()
+    index_bytes = b"" if cloud.faces is None else np.ascontiguousarray(cloud.faces, dtype=_GLB_TRIANGLE.base).tobytes()
     binary = pos_bytes + col_bytes + index_bytes
     lo, hi = positions.min(axis=0).tolist(), positions.max(axis=0).tolist()
     primitive = {"attributes": {"POSITION": 0, "COLOR_0": 1}, "mode": _POINTS}

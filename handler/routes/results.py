@@ -45,7 +45,11 @@ class RenderRequest:
 
 def base64_size(*payloads: bytes) -> int:
     """Bytes the payloads take as base64 (padded)."""
-    return sum(4 * ((len(p) + 2) // 3) for p in payloads)
+    return sum(_base64_length(len(p)) for p in payloads)
+
+
+def _base64_length(size: int) -> int:
+    return 4 * ((size + 2) // 3)
 
 
 def fits_response(*payloads: bytes) -> bool:
@@ -61,24 +65,34 @@ def check_response_budget(*payloads: bytes) -> None:
         )
 
 
-def largest_inline_cloud(fmt: str) -> int:
-    """The most points of ``fmt`` whose vertex records alone, as base64, fit in the response (fewer fit beside the
-    heatmap and the file's header)."""
-    return 3 * (_RESPONSE_BUDGET // 4) // pointcloud.POINT_BYTES[fmt]  # base64: 4 characters for every 3 bytes
+def largest_inline_cloud(fmt: str, *, mesh: bool = False) -> int:
+    """The largest budget (max_points) of ``fmt`` whose file fits in the response as base64 whatever the image, its
+    header aside: its vertex records, and a mesh's triangles (fewer than two a point). Fewer fit beside the heatmap."""
+    per_point = pointcloud.POINT_BYTES[fmt] + (2 * pointcloud.FACE_BYTES[fmt] if mesh else 0)
+    return 3 * (_RESPONSE_BUDGET // 4) // per_point  # base64: 4 characters for every 3 bytes
 
 
 def check_inline_cloud(ask: PointCloudAsk, width: int, height: int) -> None:
     """413 when a cloud of ``ask``, made of a ``width`` x ``height`` image and keeping every point of its grid
     (:attr:`geometry.Options.keeps_every_point`), cannot fit in the response as base64 whatever the heatmap takes:
-    known from the image's size, so checked before the image is decoded (``before_decode``)."""
-    points, largest = geometry.grid_points(height, width, ask.options.max_points), largest_inline_cloud(ask.format)
-    if points > largest:
-        raise PayloadTooLarge(
-            f"the point cloud ({points} points: max_points {ask.options.max_points} over this {width}x{height} "
-            f"image) cannot fit in Lambda's 6 MB response: a {ask.format.upper()} point takes "
-            f"{pointcloud.POINT_BYTES[ask.format]} bytes (a third more as base64), so at most {largest} fit, fewer "
-            f'beside the heatmap; ask for "max_points" of at most {largest}, or for output "s3"'
-        )
+    its points, and a mesh's two triangles a grid cell, are known from the image's size, so checked before the image
+    is decoded (``before_decode``)."""
+    fmt, options = ask.format, ask.options
+    rows, cols = geometry.grid_shape(height, width, options.max_points)
+    points, faces = rows * cols, 2 * (rows - 1) * (cols - 1) if options.mesh else 0
+    size = points * pointcloud.POINT_BYTES[fmt] + faces * pointcloud.FACE_BYTES[fmt]
+    if _base64_length(size) <= _RESPONSE_BUDGET:
+        return
+    largest = largest_inline_cloud(fmt, mesh=options.mesh)
+    made, costs = f"{points} points", f"a {fmt.upper()} point takes {pointcloud.POINT_BYTES[fmt]} bytes"
+    if options.mesh:
+        made += f" and {faces} triangles"
+        costs += f", a triangle {pointcloud.FACE_BYTES[fmt]} (fewer than two a point)"
+    raise PayloadTooLarge(
+        f"the point cloud ({made}: max_points {options.max_points} over this {width}x{height} image) cannot fit in "
+        f"Lambda's 6 MB response: {costs}, a third more as base64, so a budget of at most {largest} fits, fewer "
+        f'beside the heatmap; ask for "max_points" of at most {largest}, or for output "s3"'
+    )
 
 
 def _inline_cloud_check(request: RenderRequest) -> Callable[[int, int], None] | None:

@@ -5,8 +5,9 @@ point limit), through the real Lambda entry as an HTTP API event, base64 JSON in
 The photograph is scikit-image's sample ``chelsea`` scaled to the phone's size (its heatmap is as large as a real
 photo's: the depth is estimated at 256 pixels and scaled up, so it is smooth at any size).
 
-A budget asked for whose points alone cannot fit is refused from the image's header, before the model runs (the
-model's runs counted by GET /health), naming the largest budget that fits; the one it names is served."""
+A budget asked for whose points alone cannot fit, or for a mesh whose points and triangles cannot, is refused from the
+image's header, before the model runs (the model's runs counted by GET /health), naming the largest budget that fits;
+the one it names is served."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import re
 import pytest
 from PIL import Image
 
+from handler import pointcloud
 from handler.config import LAMBDA_MAX_RESPONSE_BYTES
 from support import Answer, api_event, assert_clean_error, b64, call, encode, png_claiming, response_body, scene
 
@@ -112,6 +114,50 @@ def test_the_header_alone_is_enough_to_refuse_it(entry, lambda_context, mesh):
     not as a truncated image (which only the decode finds). A mesh holds the same points, and its triangles."""
     answer, ran = inline_cloud(entry, lambda_context, png_claiming(*LARGE), "glb", max_points=500_000, mesh=mesh)
     assert_clean_error(answer, 413, "payload_too_large", "420000 points")
+    assert not ran
+
+
+# A 1024 x 200 image, every pixel a point: 204 800 points fit in the response in either format, but not with the mesh's
+# 407 154 triangles (2 a grid cell).
+MESH_ROWS = 200
+
+
+@pytest.mark.parametrize("fmt", ["glb", "ply"])
+def test_a_mesh_whose_triangles_cannot_fit_inline_is_refused_before_the_model_runs(entry, lambda_context, fmt):
+    image = encode(scene(ROW, MESH_ROWS, seed=5))
+    answer, ran = inline_cloud(entry, lambda_context, image, fmt, max_points=500_000, mesh=True)
+    faces = 2 * (ROW - 1) * (MESH_ROWS - 1)
+    body = assert_clean_error(answer, 413, "payload_too_large", f"{faces} triangles", "6 MB response", '"s3"')
+    assert not ran, "the refusal came after the model's run"
+
+    # the budget the refusal names is served as a mesh, from the same image
+    fitting = int(FITS.search(body["message"])[1])
+    answer, ran = inline_cloud(entry, lambda_context, image, fmt, max_points=fitting, mesh=True)
+    assert answer.status == 200 and ran, answer.body[:500]
+    served = answer.json()["point_cloud"]
+    assert served["points"] <= fitting and served["faces"] > 0
+
+
+@pytest.mark.parametrize("fmt", ["glb", "ply"])
+def test_the_bound_of_a_mesh_is_its_points_and_triangles_as_base64_within_a_row_of_pixels(entry, lambda_context, fmt):
+    """The most rows of a 1024-wide image whose mesh (every pixel a point, two triangles a grid cell) fits in the
+    response as base64, by the bytes each point and triangle takes in the file: decoded and run; one row more: refused
+    before."""
+
+    def body_bytes(rows: int) -> int:
+        points, faces = ROW * rows, 2 * (ROW - 1) * (rows - 1)
+        return points * pointcloud.POINT_BYTES[fmt] + faces * pointcloud.FACE_BYTES[fmt]
+
+    budget = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024  # the response's room for base64 (4 characters for 3 bytes)
+    rows = max(r for r in range(2, 400) if 4 * -(-body_bytes(r) // 3) <= budget)
+    image = encode(scene(ROW, rows, seed=4))
+    answer, ran = inline_cloud(entry, lambda_context, image, fmt, max_points=500_000, mesh=True)
+    assert ran, answer.body[:500]
+    if answer.status != 200:
+        assert_clean_error(answer, 413, "payload_too_large", "beside the heatmap")
+    image = encode(scene(ROW, rows + 1, seed=4))
+    answer, ran = inline_cloud(entry, lambda_context, image, fmt, max_points=500_000, mesh=True)
+    assert_clean_error(answer, 413, "payload_too_large", f"{2 * (ROW - 1) * rows} triangles")
     assert not ran
 
 

@@ -33,14 +33,48 @@ def test_the_points_alone_are_the_least_a_file_takes(fmt):
         assert n * pointcloud.POINT_BYTES[fmt] < size < n * pointcloud.POINT_BYTES[fmt] + 2048
 
 
+def mesh(rows: int, cols: int, seed: int = 0) -> geometry.PointCloud:
+    """The mesh of a ``rows`` x ``cols`` grid at near/far (every point kept), of random depth."""
+    prediction = np.random.default_rng(seed).uniform(0.1, 5.0, (rows, cols)).astype(np.float32)
+    colors = np.full((rows, cols, 3), 90, np.uint8)
+    return geometry.back_project(prediction, colors, cols, rows, 1, Options(max_points=rows * cols, mesh=True))
+
+
+@pytest.mark.parametrize("fmt", list(pointcloud.FORMATS))
+def test_a_mesh_grows_by_its_point_and_face_bytes(fmt):
+    """Two more rows of a 40-wide grid: 80 points and 2 x 2 x 39 triangles more (the JSON of a GLB's bounds may differ
+    by a few digits)."""
+    small, large = (len(pointcloud.encode(mesh(rows, 40), fmt)) for rows in (30, 32))
+    grown = 80 * pointcloud.POINT_BYTES[fmt] + 156 * pointcloud.FACE_BYTES[fmt]
+    assert abs(large - small - grown) < 16
+
+
+@pytest.mark.parametrize(("height", "width", "max_points"), [(480, 640, 120_000), (3096, 4128, 120_000), (7, 5, 35)])
+def test_a_mesh_that_keeps_every_point_has_the_grids_points_and_two_triangles_a_cell(height, width, max_points):
+    """What the API counts from an image's header alone (near/far, no edge threshold): every point of the grid, and two
+    triangles for each cell of it."""
+    rows, cols = geometry.grid_shape(height, width, max_points)
+    stride = geometry.stride_for(height, width, max_points)
+    assert (rows, cols) == (len(range(0, height, stride)), len(range(0, width, stride)))
+    cloud = mesh(rows, cols, seed=height)
+    assert (len(cloud), len(cloud.faces)) == (rows * cols, 2 * (rows - 1) * (cols - 1))
+
+
 def test_the_layouts_say_what_their_documents_say():
-    """binary PLY: float x, y, z and uchar red, green, blue; GLB: float32 VEC3 POSITION, unsigned short VEC4 COLOR_0."""
+    """binary PLY: float x, y, z and uchar red, green, blue, a face a uchar count and three int indices; GLB: float32
+    VEC3 POSITION, unsigned short VEC4 COLOR_0, three unsigned int indices a triangle."""
     assert pointcloud.POINT_BYTES == {"ply": 3 * 4 + 3, "glb": 3 * 4 + 4 * 2}
+    assert pointcloud.FACE_BYTES == {"ply": 1 + 3 * 4, "glb": 3 * 4}
 
 
 def test_the_documents_name_the_largest_inline_clouds_the_api_allows():
     from handler.routes.results import largest_inline_cloud
 
-    stated = f"{largest_inline_cloud('glb'):,} GLB or {largest_inline_cloud('ply'):,} PLY points".replace(",", " ")
+    def stated(**mesh: bool) -> str:
+        glb, ply = largest_inline_cloud("glb", **mesh), largest_inline_cloud("ply", **mesh)
+        return f"{glb:,} GLB or {ply:,} PLY points".replace(",", " ")
+
     for doc in ("api.md", "hardening.md"):
-        assert stated in (DOCS / doc).read_text(), doc
+        text = (DOCS / doc).read_text()
+        assert stated() in text, doc
+        assert stated(mesh=True) in text, doc
