@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from handler.config import Colormap, Settings, local_model_dir
 from handler.errors import DepthError, ModelUnavailable
+from handler.point_formats import FORMATS as POINT_CLOUD_FORMATS  # a flag each: a format added there is one here
 
 if TYPE_CHECKING:
     from handler.estimator import DepthEstimator
@@ -79,8 +80,6 @@ def _positive(number):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS  # a flag each: a format added there is one here
-
     parser = argparse.ArgumentParser(prog="python -m handler", description="MiDaS_small depth maps")
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser(
@@ -147,8 +146,6 @@ def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optio
 
 def _renderings(args: argparse.Namespace) -> list[str]:
     """What the run writes of each image, in the order it reports them."""
-    from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
-
     formats = [fmt for fmt in POINT_CLOUD_FORMATS if getattr(args, fmt)]
     return ["heatmap", "pfm", *(["depth_png16"] if args.png16 else []), *formats]
 
@@ -157,8 +154,6 @@ def _predict(
     estimator: DepthEstimator, path: Path, *, files: dict[str, Path], colormap: str | None, options: Options
 ) -> str:
     """Write one image's ``files`` (rendering -> path, :func:`_renderings`); returns the line that reports them."""
-    from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
-
     formats = [rendering for rendering in files if rendering in POINT_CLOUD_FORMATS]
     result = estimator.estimate(path.read_bytes(), max_points=options.max_points if formats else None)
     # every file made before any is written: a refused point cloud leaves no half of an image's outputs behind

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from handler.contract import IMAGE_MODEL_DIR, MANIFEST_FILE, MAX_INT8_ABS_REL
 from handler.environment import environment, variable
 from handler.errors import BucketNotAllowed, DepthError, KeyNotAllowed, ModelUnavailable
+from handler.point_formats import FORMATS as POINT_CLOUD_FORMATS
 
 Colormap = Literal["inferno", "magma", "plasma", "viridis", "turbo", "gray"]
 
@@ -86,9 +87,7 @@ class Settings(BaseModel):
         "never those that come through Lambda, whose event alone says who called",
     )
     write_raw_depth: bool = Field(False, description="S3 trigger also writes <stem>.pfm (float32 depth)")
-    # "none" or a format of handler.pointcloud.FORMATS, named here so that the settings, which every path imports
-    # first, do not import the point-cloud writers (NumPy); a unit test holds the two, and the template, equal
-    write_point_cloud: Literal["none", "ply", "glb"] = Field(
+    write_point_cloud: Literal[("none", *POINT_CLOUD_FORMATS)] = Field(
         "none", description="S3 trigger also writes the point cloud <stem>.ply or <stem>.glb (docs/point-clouds.md)"
     )
     max_image_bytes: int = Field(25 * 1024 * 1024, gt=0, description="largest encoded image accepted")

@@ -23,8 +23,7 @@ import numpy as np
 
 from handler.errors import EmptyGeometry
 from handler.geometry import PointCloud
-
-FORMATS = {"ply": (".ply", "application/x-ply"), "glb": (".glb", "model/gltf-binary")}
+from handler.point_formats import FORMATS
 
 _PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 _GLB_POSITION, _GLB_COLOR = np.dtype(("<f4", (3,))), np.dtype(("<u2", (4,)))  # a point's POSITION and COLOR_0

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from handler.config import Settings
 from handler.errors import InvalidRequest
-from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
+from handler.point_formats import FORMATS as POINT_CLOUD_FORMATS
 from handler.s3_store import S3Store
 
 # rendering → (key suffix, content type)

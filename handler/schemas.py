@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from handler import geometry
 from handler.config import MAX_POINTS_CEILING, Colormap
 from handler.errors import ValidationFailed
-from handler.pointcloud import FORMATS as POINT_CLOUD_FORMATS
+from handler.point_formats import FORMATS as POINT_CLOUD_FORMATS
 from handler.s3_outputs import has_parent_segments
 
 # Point budgets of the API: the default when the cloud comes back inline only keeps it, as base64, beside the

@@ -15,13 +15,18 @@ from handler.config import LAMBDA_MAX_RESPONSE_BYTES, Settings
 from handler.errors import PayloadTooLarge, TooManyPixels
 from handler.estimator import DepthEstimator, DepthResult
 from handler.logs import logger
+from handler.point_formats import FORMATS as POINT_CLOUD_FORMATS
 from handler.s3_store import S3Store
 from handler.schemas import DepthResponse, PointCloudInfo, S3Location
 
 # Room left in the 6 MB Lambda response for JSON fields and headers around base64 payloads.
 _RESPONSE_BUDGET = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024
 # rendering → the DepthResponse field of its S3 location
-_S3_FIELDS = {"heatmap": "heatmap_s3", "depth_png16": "depth_s3", **dict.fromkeys(pointcloud.FORMATS, "point_cloud_s3")}
+_S3_FIELDS = {
+    "heatmap": "heatmap_s3",
+    "depth_png16": "depth_s3",
+    **dict.fromkeys(POINT_CLOUD_FORMATS, "point_cloud_s3"),
+}
 
 
 class PointCloudAsk(NamedTuple):

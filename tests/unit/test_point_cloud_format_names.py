@@ -1,7 +1,8 @@
-"""The point-cloud formats are named in one place, ``handler.pointcloud.FORMATS``, and every entry offers exactly
-them: the HTTP API's schema (the enum its OpenAPI document lists, the 422 for any other value), the CLI's flags, the
-S3 outputs' renderings and the API's S3 fields follow from it; the template's ``WritePointCloud``, which cannot
-import Python, and the setting it sets (``WRITE_POINT_CLOUD``) are held to it here."""
+"""The point-cloud formats are named in one place, ``handler.point_formats.FORMATS`` (the writers'
+``pointcloud.FORMATS`` is the same), and every entry offers exactly them: the HTTP API's schema (the enum its OpenAPI
+document lists, the 422 for any other value), the CLI's flags, the S3 outputs' renderings, the API's S3 fields and
+the setting (``WRITE_POINT_CLOUD``) follow from it; the template's ``WritePointCloud``, which cannot import Python,
+is held to it here."""
 
 from __future__ import annotations
 
