@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  int8 vs fp32      abs_rel {int8['abs_rel']:.4f}, delta1 {int8['delta1']:.4f} on held-out photographs "
             f"({gate} the default MAX_INT8_ABS_REL {contract.MAX_INT8_ABS_REL})"
         )
-        if int8.get("sums") != "saturating":
-            print(
-                f"  int8 sums         {int8.get('sums')} on this CPU: the error holds only where int8 sums are exact "
-                "(x86 with VNNI, Arm); elsewhere the function serves fp32 (bake on a CPU without VNNI for both)"
-            )
+        bits = int8["quantization"]["weight_bits"]
+        everywhere = ", and on every CPU: the error holds wherever it runs" if bits <= 7 else ""
+        print(f"  int8 weights      {bits}-bit: sums {int8['sums']} on this CPU{everywhere}")
     return 0

@@ -29,9 +29,10 @@ PORTABLE_FRAME_FILE = "model.onnx.frame"
 INT8_FILE = "model.int8.onnx"
 MAX_INT8_ABS_REL = 0.02
 # How ONNX Runtime's uint8 x int8 kernels add up products depends on the CPU: on x86 without VNNI they add pairs of
-# products in 16 bits (vpmaddubsw), which saturates where two large products meet; with VNNI (vpdpbusd) and on Arm
-# the sums are exact. So int8's error is the CPU's too: measured with saturating kernels it holds where they are
-# exact (saturation only adds error), not the reverse (docs/performance.md#int8-on-another-cpu).
+# products in 16 bits (vpmaddubsw), which 8-bit weights can saturate (2 x 255 x 127 > 32 767); with VNNI (vpdpbusd)
+# and on Arm the sums are exact, and with 7-bit weights (the bake's: 2 x 255 x 64 < 32 767) they are exact on every
+# CPU. So the error of an 8-bit-weight model is the CPU's too: measured with saturating kernels it holds where they
+# are exact (saturation only adds error), not the reverse (docs/performance.md#int8-on-another-cpu).
 INT8_EXACT_FEATURES = frozenset({"avx512_vnni", "avx_vnni"})
 X86_FEATURES = frozenset({"sse4_1", "sse4_2", "avx", "avx2"})
 PRECISIONS = ("fp32", "int8")
@@ -126,10 +127,12 @@ def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     return []
 
 
-def int8_sums(features: list[str]) -> str:
-    """How ORT's uint8 x int8 kernels add up products on a CPU with these vector features (:func:`cpu_features`):
-    "exact", "saturating" (x86 without VNNI), or "unknown" (none read)."""
+def int8_sums(features: list[str], weight_bits: int = 8) -> str:
+    """How ORT's uint8 x int8 kernels add up products of ``weight_bits``-bit weights on a CPU with these vector
+    features (:func:`cpu_features`): "exact", "saturating" (8-bit weights on x86 without VNNI), or "unknown"."""
     found = set(features)
+    if weight_bits <= 7:  # a pair of products fits 16 bits: no kernel saturates
+        return "exact"
     if not found:
         return "unknown"
     if found & INT8_EXACT_FEATURES or not found & X86_FEATURES:

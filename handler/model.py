@@ -162,19 +162,20 @@ def _int8_session(
         raise ModelUnavailable("the bake wrote no int8 model (scripts/bake_weights.py --precision int8)")
     try:
         abs_rel, path, sha256 = float(entry["abs_rel"]), model_dir / entry["file"], entry["sha256"]
-    except (KeyError, TypeError, ValueError) as exc:
+        bits = int(entry.get("quantization", {}).get("weight_bits", 8))  # 8: a bake before 7-bit weights
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ModelUnavailable(f"the manifest's int8 entry is malformed ({type(exc).__name__}: {exc})") from None
     if not abs_rel <= max_abs_rel:
         raise ModelUnavailable(
             f"int8's abs_rel against fp32 on the bake's held-out photographs is {abs_rel:.4g}, "
             f"beyond MAX_INT8_ABS_REL {max_abs_rel:g}"
         )
-    measured, here = entry.get("sums", "unknown"), contract.int8_sums(contract.cpu_features())
+    measured, here = entry.get("sums", "unknown"), contract.int8_sums(contract.cpu_features(), bits)
     if not contract.int8_error_holds(measured, here):
         raise ModelUnavailable(
             f"int8's error was measured on a CPU whose int8 sums are {measured}; this CPU's are {here} (x86 without "
-            "VNNI: ONNX Runtime's kernels may saturate), so the measured error does not hold here; an int8 model "
-            "baked on a CPU without VNNI holds on both"
+            f"VNNI: ONNX Runtime's kernels may saturate {bits}-bit weights), so the measured error does not hold here; "
+            "bake the int8 model again (7-bit weights: its error holds on every CPU)"
         )
     return _verified_session({path: sha256}, threads, spinning)
 

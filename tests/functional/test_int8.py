@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from bake import int8
 from bake.pipeline import bake
@@ -38,8 +40,10 @@ def test_the_int8_bake_records_its_file_and_its_error_against_fp32(int8_model_di
     assert set(entry["held_out"]) == set(int8.HELD_OUT)
     # MidasNet_small's five "same" paddings and the shapes they read stay integer (bake/int8.py: keep_integer)
     assert entry["quantization"]["integer_rewiring"] == {"Shape": 10, "Pad": 5}
-    # how this machine's int8 kernels add up products: where the error it measured holds
-    assert entry["sums"] == contract.int8_sums(contract.cpu_features()) in ("exact", "saturating")
+    # 7-bit weights (int8.WEIGHT_BITS, reduce_range): products sum exactly on every CPU, so the error holds anywhere
+    assert entry["quantization"]["weight_bits"] == 7 == int8.WEIGHT_BITS and entry["sums"] == "exact"
+    weights = [t for t in onnx.load(str(int8_model_dir / contract.INT8_FILE)).graph.initializer if t.data_type == 3]
+    assert weights and max(np.abs(numpy_helper.to_array(t).astype(int)).max() for t in weights) <= 64
     assert entry["abs_rel"] == max(e["abs_rel"] for e in entry["held_out"].values()) >= 0
     assert 0 <= entry["delta1"] == min(e["delta1"] for e in entry["held_out"].values()) <= 1
     # the fp32 model is the one the plain bake writes
@@ -156,23 +160,39 @@ def test_an_int8_model_that_fails_its_checks_falls_back_to_fp32(tmp_path, int8_m
 NO_VNNI = ["avx", "avx2", "avx512bw", "avx512f", "fma", "sse4_1", "sse4_2"]
 
 
+def _as_baked(measured: str | None, weight_bits: int | None):
+    """A manifest change: the int8 entry as a bake with ``weight_bits`` (None: a bake that did not record them, 8-bit)
+    on a CPU whose sums were ``measured`` (None: not recorded) would have written it."""
+
+    def change(manifest: dict) -> None:
+        entry = manifest["int8"]
+        entry.pop("sums") if measured is None else entry.update(sums=measured)
+        if weight_bits is None:
+            entry["quantization"].pop("weight_bits")
+        else:
+            entry["quantization"]["weight_bits"] = weight_bits
+
+    return change
+
+
 @pytest.mark.parametrize(
-    ("measured", "features", "served"),
+    ("measured", "weight_bits", "features", "served"),
     [
-        ("exact", NO_VNNI, "fp32"),  # measured with VNNI, served where ORT's int8 sums may saturate
-        ("exact", [*NO_VNNI, "avx512_vnni"], "int8"),
-        ("saturating", NO_VNNI, "int8"),
-        ("saturating", [*NO_VNNI, "avx512_vnni"], "int8"),
-        (None, NO_VNNI, "fp32"),  # a manifest that does not say how its error was measured
+        ("exact", 7, NO_VNNI, "int8"),  # the bake's 7-bit weights: exact sums everywhere, the error holds anywhere
+        ("exact", 8, NO_VNNI, "fp32"),  # 8-bit weights measured with VNNI, served where ORT's sums may saturate
+        ("exact", 8, [*NO_VNNI, "avx512_vnni"], "int8"),
+        ("saturating", 8, NO_VNNI, "int8"),
+        ("saturating", 8, [*NO_VNNI, "avx512_vnni"], "int8"),
+        (None, None, NO_VNNI, "fp32"),  # an older manifest: 8-bit weights, and no word of how its error was measured
     ],
 )
 def test_int8_is_served_only_where_the_bakes_error_holds(
-    tmp_path, monkeypatch, int8_model_dir, measured, features, served
+    tmp_path, monkeypatch, int8_model_dir, measured, weight_bits, features, served
 ):
-    """The gate's error is the bake CPU's: measured with exact int8 sums (VNNI, Arm), it says nothing of a CPU
-    whose kernels saturate, so the function serves fp32 there and says why."""
+    """The gate's error is the bake CPU's for 8-bit weights: measured with exact int8 sums (VNNI, Arm), it says
+    nothing of a CPU whose kernels saturate, so the function serves fp32 there and says why."""
     model_dir = copy_model(int8_model_dir, tmp_path / "m")
-    edit_manifest(model_dir, lambda m: m["int8"].update(sums=measured) if measured else m["int8"].pop("sums"))
+    edit_manifest(model_dir, _as_baked(measured, weight_bits))
     monkeypatch.setattr(contract, "cpu_features", lambda *_: sorted(features))
     model = DepthModel.load(model_dir, precision="int8", max_int8_abs_rel=LAX)
     assert model.precision == served

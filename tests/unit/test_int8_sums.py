@@ -23,7 +23,13 @@ AVX512 = [*AVX2, "avx512bw", "avx512dq", "avx512f", "avx512vl"]
     ],
 )
 def test_int8_sums_by_vector_features(features, sums):
-    assert contract.int8_sums(features) == sums
+    assert contract.int8_sums(features) == sums  # 8-bit weights
+
+
+@pytest.mark.parametrize("features", [AVX2, AVX512, [*AVX512, "avx512_vnni"], ["asimd"], []])
+def test_7_bit_weights_sum_exactly_on_every_cpu(features):
+    """2 x 255 x 64 < 32 767: a pair of uint8 x 7-bit products never saturates 16 bits."""
+    assert contract.int8_sums(features, weight_bits=7) == "exact"
 
 
 @pytest.mark.parametrize(
