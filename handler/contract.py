@@ -35,6 +35,10 @@ MAX_INT8_ABS_REL = 0.02
 # are exact (saturation only adds error), not the reverse (docs/performance.md#int8-on-another-cpu).
 INT8_EXACT_FEATURES = frozenset({"avx512_vnni", "avx_vnni"})
 X86_FEATURES = frozenset({"sse4_1", "sse4_2", "avx", "avx2"})
+# What a bake records as int8.sums (int8_sums), and the bits its weights have had (int8.quantization.weight_bits):
+# 8 before reduce_range (a bake that did not record them), 7 since.
+INT8_SUMS = ("exact", "saturating", "unknown")
+INT8_WEIGHT_BITS = (7, 8)
 PRECISIONS = ("fp32", "int8")
 # A seeded input both the bake and the runtime run through the optimised graph: it must give the portable
 # model's output (recorded by the bake) within this fraction of the output's range, or the runtime falls back.

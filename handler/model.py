@@ -162,15 +162,25 @@ def _int8_session(
         raise ModelUnavailable("the bake wrote no int8 model (scripts/bake_weights.py --precision int8)")
     try:
         abs_rel, path, sha256 = float(entry["abs_rel"]), model_dir / entry["file"], entry["sha256"]
-        bits = int(entry.get("quantization", {}).get("weight_bits", 8))  # 8: a bake before 7-bit weights
+        bits = entry.get("quantization", {}).get("weight_bits", 8)  # 8: a bake before 7-bit weights
+        measured = entry.get("sums", "unknown")  # a bake before the sums were recorded
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ModelUnavailable(f"the manifest's int8 entry is malformed ({type(exc).__name__}: {exc})") from None
+    # Both decide where the error holds: a value no bake writes is refused, not read as fewer bits or as a CPU kind.
+    if type(bits) is not int or bits not in contract.INT8_WEIGHT_BITS:
+        raise ModelUnavailable(
+            f"the manifest's int8 entry is malformed (weight_bits {bits!r}, not one of {contract.INT8_WEIGHT_BITS})"
+        )
+    if measured not in contract.INT8_SUMS:
+        raise ModelUnavailable(
+            f"the manifest's int8 entry is malformed (sums {measured!r}, not one of {contract.INT8_SUMS})"
+        )
     if not abs_rel <= max_abs_rel:
         raise ModelUnavailable(
             f"int8's abs_rel against fp32 on the bake's held-out photographs is {abs_rel:.4g}, "
             f"beyond MAX_INT8_ABS_REL {max_abs_rel:g}"
         )
-    measured, here = entry.get("sums", "unknown"), contract.int8_sums(contract.cpu_features(), bits)
+    here = contract.int8_sums(contract.cpu_features(), bits)
     if not contract.int8_error_holds(measured, here):
         raise ModelUnavailable(
             f"int8's error was measured on a CPU whose int8 sums are {measured}; this CPU's are {here} (x86 without "

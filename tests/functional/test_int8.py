@@ -139,6 +139,19 @@ def test_past_the_gate_int8_is_served_and_health_says_so(int8_model_dir):
     assert local_client(DepthEstimator(settings, fp32), S3Store()).get("/health").json()["precision"] == "fp32"
 
 
+def _int8_field(keys: tuple[str, ...], value):
+    """A model-directory change: the manifest's int8 entry with the field at ``keys`` set to ``value``."""
+
+    def change(manifest: dict) -> None:
+        *parents, last = keys
+        entry = manifest["int8"]
+        for key in parents:
+            entry = entry[key]
+        entry[last] = value
+
+    return lambda model_dir: edit_manifest(model_dir, change)
+
+
 @pytest.mark.parametrize(
     ("spoil", "note"),
     [
@@ -147,6 +160,14 @@ def test_past_the_gate_int8_is_served_and_health_says_so(int8_model_dir):
         (lambda d: (d / contract.INT8_FILE).unlink(), "model.int8.onnx is missing"),
         (lambda d: edit_manifest(d, lambda m: m["int8"].pop("sha256")), "int8 entry is malformed (KeyError"),
         (lambda d: edit_manifest(d, lambda m: m.pop("int8")), "the bake wrote no int8 model"),
+        # the weights' bits and the sums decide where the error holds: a value no bake writes is refused, never
+        # read as "fewer bits" (exact everywhere) nor as a CPU kind
+        *[
+            (_int8_field(("quantization", "weight_bits"), v), f"int8 entry is malformed (weight_bits {v!r}")
+            for v in (0, -7, True, 9, 7.0, "7", None)
+        ],
+        *[(_int8_field(("sums",), v), f"int8 entry is malformed (sums {v!r}") for v in ("Exact", None, ["exact"])],
+        (_int8_field(("quantization",), None), "int8 entry is malformed (AttributeError"),
     ],
 )
 def test_an_int8_model_that_fails_its_checks_falls_back_to_fp32(tmp_path, int8_model_dir, spoil, note):
