@@ -3,6 +3,8 @@ against fp32 recorded in the manifest, and the runtime serving it only past MAX_
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -10,8 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from bake import int8
-from bake.pipeline import bake
+from bake import cli, int8
 from handler import contract
 from handler.config import Settings
 from handler.contract import sha256_file
@@ -25,10 +26,19 @@ LAX = 1e9  # a threshold every int8 bake passes: the test weights' int8 error is
 
 
 @pytest.fixture(scope="module")
-def int8_model_dir(checkpoint_path, tmp_path_factory):
+def int8_bake(checkpoint_path, tmp_path_factory):
+    """The int8 bake through its command line (scripts/bake_weights.py --precision int8): the model directory and
+    what the command printed."""
     out = tmp_path_factory.mktemp("baked-int8") / "model"
-    bake(checkpoint_path, str(checkpoint_path), out, int8=True)
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(["--checkpoint", str(checkpoint_path), "--output", str(out), "--precision", "int8"]) == 0
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def int8_model_dir(int8_bake):
+    return int8_bake[0]
 
 
 def test_the_int8_bake_records_its_file_and_its_error_against_fp32(int8_model_dir, baked_model_dir):
@@ -49,6 +59,22 @@ def test_the_int8_bake_records_its_file_and_its_error_against_fp32(int8_model_di
     # the fp32 model is the one the plain bake writes
     fp32 = json.loads((baked_model_dir / "manifest.json").read_text())
     assert manifest["onnx_sha256"] == fp32["onnx_sha256"] and "int8" not in fp32
+
+
+def test_the_int8_bake_prints_its_error_and_its_weights(int8_bake):
+    """The build log says what the manifest records: int8's error against the gate, and 7-bit weights whose sums are
+    exact on every CPU."""
+    model_dir, printed = int8_bake
+    entry = json.loads((model_dir / "manifest.json").read_text())["int8"]
+    lines = {line.split(maxsplit=2)[1]: line.strip() for line in printed.splitlines() if line.startswith("  int8 ")}
+    assert lines["vs"] == (
+        f"int8 vs fp32      abs_rel {entry['abs_rel']:.4f}, delta1 {entry['delta1']:.4f} on held-out photographs "
+        f"(beyond the default MAX_INT8_ABS_REL {contract.MAX_INT8_ABS_REL})"  # the test weights' error
+    )
+    bits, sums = entry["quantization"]["weight_bits"], entry["sums"]  # 7 and "exact" (the test above)
+    assert lines["weights"] == (
+        f"int8 weights      {bits}-bit: sums {sums} on this CPU, and on every CPU: the error holds wherever it runs"
+    )
 
 
 def _qdq_pad_graph(after_scale: float):
