@@ -121,7 +121,7 @@ def sha256_file(path: Path) -> str:
 def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     """This CPU's vector features that matter to ORT's kernels (x86 "flags", Arm "Features"), sorted."""
     try:
-        text = cpuinfo.read_text()
+        text = cpuinfo.read_text(errors="replace")  # the flags are ASCII; nothing else in it may stop a start
     except OSError:
         return []
     for line in text.splitlines():

@@ -49,9 +49,15 @@ def test_an_int8_error_holds_where_sums_are_exact_or_it_was_measured_saturating(
     assert contract.int8_error_holds(measured, here) is holds
 
 
-def test_this_machines_cpuinfo_reads_as_one_kind(tmp_path):
+def test_a_cpuinfo_file_reads_as_one_kind(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse4_1 sse4_2 avx avx2 fma avx512f avx512bw\n")
     assert contract.int8_sums(contract.cpu_features(cpuinfo)) == "saturating"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse4_1 avx2 avx512f avx512_vnni\n")
     assert contract.int8_sums(contract.cpu_features(cpuinfo)) == "exact"
+
+
+def test_a_cpuinfo_file_with_bytes_that_are_not_utf8_still_gives_its_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_bytes(b"model name\t: CPU \xff\xfe\nflags\t\t: fpu sse4_1 avx2 avx512_vnni\n")
+    assert contract.cpu_features(cpuinfo) == ["avx2", "avx512_vnni", "sse4_1"]
