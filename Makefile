@@ -152,8 +152,9 @@ bench-image: setup base-image
 # every platform: x86_64 and arm64), each version pinned with the sha256 of every file PyPI has for it. The image
 # installs the lock with pip --require-hashes. After editing requirements.txt, `make lock`; tests/e2e/test_template.py
 # checks that the two agree and that `make lock` makes this very file. LOCK_EXCLUDE_NEWER makes the resolution
-# repeatable (nothing published later is considered): move it forward to take newer releases. uv lives in
-# .venv-lock, pinned.
+# repeatable (nothing published later is considered): move it forward to take newer releases. It resolves afresh
+# (--upgrade): the pins already in the file are not preferences, so the lock is what requirements.txt and the date
+# give, whatever an older lock held. uv lives in .venv-lock, pinned.
 LOCK_VENV ?= .venv-lock
 UV_VERSION := 0.13.9
 LOCK_STAMP := $(LOCK_VENV)/.installed-uv-$(UV_VERSION)
@@ -166,7 +167,7 @@ $(LOCK_STAMP):
 	$(call pinned_venv,$(LOCK_VENV),uv==$(UV_VERSION))
 
 lock: $(LOCK_STAMP)
-	$(LOCK_VENV)/bin/uv pip compile requirements.txt --universal --python-version 3.12 --generate-hashes \
+	$(LOCK_VENV)/bin/uv pip compile requirements.txt --universal --python-version 3.12 --generate-hashes --upgrade \
 	  --exclude-newer $(LOCK_EXCLUDE_NEWER) --custom-compile-command "make lock" --quiet --output-file "$(LOCK_FILE)"
 
 # checkov (static security checks) on the template and the Dockerfile, offline (--skip-download). Findings that are
