@@ -139,6 +139,11 @@ def grid_shape(height: int, width: int, max_points: int) -> tuple[int, int]:
     return _grid(height, width, stride_for(height, width, max_points))
 
 
+def grid_triangles(rows: int, cols: int) -> int:
+    """The most triangles a mesh of a ``rows`` x ``cols`` grid has: two a cell (:func:`grid_faces`), all kept."""
+    return 2 * max(0, rows - 1) * max(0, cols - 1)
+
+
 def _grid(height: int, width: int, stride: int) -> tuple[int, int]:
     return -(-height // stride), -(-width // stride)
 

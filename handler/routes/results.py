@@ -84,7 +84,7 @@ def check_inline_cloud(ask: PointCloudAsk, width: int, height: int) -> None:
     is decoded (``before_decode``)."""
     fmt, options = ask.format, ask.options
     rows, cols = geometry.grid_shape(height, width, options.max_points)
-    points, faces = rows * cols, 2 * (rows - 1) * (cols - 1) if options.mesh else 0
+    points, faces = rows * cols, geometry.grid_triangles(rows, cols) if options.mesh else 0
     size = points * pointcloud.POINT_BYTES[fmt] + faces * pointcloud.FACE_BYTES[fmt]
     if _base64_length(size) <= _RESPONSE_BUDGET:
         return
